@@ -1,0 +1,1 @@
+"""Host-side tools: the `vistelse` command and what it drives."""
