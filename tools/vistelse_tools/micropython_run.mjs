@@ -1,0 +1,54 @@
+// Run a Python script under the official MicroPython WebAssembly build.
+//
+//   node micropython_run.mjs < request.json
+//
+// request: {"script": "...", "files": [[host_dir, board_dir], ...], "heapsize": bytes}
+// Every .py file below each host_dir is copied into MicroPython's own
+// filesystem at board_dir (as `mpremote cp` would put it on a board), the
+// script's working directory is /flash, and /flash and /flash/lib are on
+// sys.path. What the script prints goes to stdout; an exception's traceback
+// goes to stderr and the exit code is 1.
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadMicroPython } from '@micropython/micropython-webassembly-pyscript';
+
+const request = JSON.parse(fs.readFileSync(0, 'utf8'));
+
+function mkdirs(FS, dir) {
+  let at = '';
+  for (const part of dir.split('/').filter(Boolean)) {
+    at += '/' + part;
+    try { FS.mkdir(at); } catch (e) { /* exists */ }
+  }
+}
+
+function copyTree(FS, hostDir, boardDir) {
+  mkdirs(FS, boardDir);
+  for (const entry of fs.readdirSync(hostDir, { withFileTypes: true })) {
+    const host = path.join(hostDir, entry.name);
+    const board = boardDir + '/' + entry.name;
+    if (entry.isDirectory()) {
+      if (entry.name !== '__pycache__') copyTree(FS, host, board);
+    } else if (entry.name.endsWith('.py') || entry.name.endsWith('.json')) {
+      FS.writeFile(board, fs.readFileSync(host));
+    }
+  }
+}
+
+const out = (bytes) => process.stdout.write(bytes);
+const mp = await loadMicroPython({
+  heapsize: request.heapsize || 1024 * 1024,
+  linebuffer: false,
+  stdout: out,
+  stderr: (bytes) => process.stderr.write(bytes),
+});
+for (const [hostDir, boardDir] of request.files || []) copyTree(mp.FS, hostDir, boardDir);
+mkdirs(mp.FS, '/flash/lib');
+mp.FS.chdir('/flash');
+mp.runPython("import sys\nsys.path[:0] = ['/flash', '/flash/lib']\n");
+try {
+  mp.runPython(request.script);
+} catch (err) {
+  process.stderr.write(String(err.message || err) + '\n');
+  process.exitCode = 1;
+}
