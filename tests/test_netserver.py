@@ -7,7 +7,7 @@ import pytest
 from chirpstack_api import integration
 from google.protobuf import json_format
 
-from vistelse_tools.broker import Mosquitto
+from vistelse_gateway.testing import Mosquitto
 from vistelse_tools.netserver import NetworkServer, downlink_command
 
 APP = "5b3c1a8e-6d3f-4f7e-9a35-2d9f1c0e7b11"
@@ -17,7 +17,7 @@ EUI = "70b3d57ed0000001"
 
 @pytest.fixture(scope="module")
 def broker():
-    with Mosquitto(persistence=False) as b:
+    with Mosquitto() as b:
         yield b
 
 

@@ -22,6 +22,7 @@ from vistelse_codec import DWELL_EDGES_S
 
 from .evaluate import bin_counts
 from .recording import read_recording, tof_zone_centres
+from .simulate import cross, crossing, inside
 
 LD2450_SLOTS = 3
 PERSON_ABOVE_FLOOR_MM = 900      # UM2600-style presence threshold
@@ -45,32 +46,8 @@ def ld2450_targets(raw_hex):
     return slots
 
 
-def inside(point, polygon):
-    x, y = point
-    result = False
-    j = len(polygon) - 1
-    for i in range(len(polygon)):
-        xi, yi = polygon[i]
-        xj, yj = polygon[j]
-        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
-            result = not result
-        j = i
-    return result
-
-
 def side(point, line):
-    (ax, ay), (bx, by) = line["a_mm"], line["b_mm"]
-    return (bx - ax) * (point[1] - ay) - (by - ay) * (point[0] - ax)
-
-
-def segments_cross(p, q, line):
-    a, b = line["a_mm"], line["b_mm"]
-    s1, s2 = side(p, line), side(q, line)
-    if s1 == 0 or s2 == 0 or (s1 > 0) == (s2 > 0):
-        return False
-    seg = {"a_mm": list(p), "b_mm": list(q)}
-    t1, t2 = side(a, seg), side(b, seg)
-    return (t1 > 0) != (t2 > 0)
+    return cross(line["a_mm"], line["b_mm"], point)
 
 
 class _Intervals:
@@ -137,8 +114,9 @@ def predict_ld2450(header, frames):
         for line in header["lines"]:
             for s, p in enumerate(slots):
                 q = prev[s]
-                if p is not None and q is not None and segments_cross(q, p, line):
-                    iv["lines"][line["id"]]["in" if side(p, line) > 0 else "out"] += 1
+                direction = crossing(q, p, line["a_mm"], line["b_mm"]) if p is not None and q is not None else None
+                if direction:
+                    iv["lines"][line["id"]][direction] += 1
         prev = slots
     for z, zone in enumerate(header["zones"]):
         for s in range(LD2450_SLOTS):

@@ -1,0 +1,94 @@
+"""One worker thread per sink drains that sink's durable outbox.
+
+Order: reports go out in commit order (so per device in order); a batch is
+retried as a whole with exponential backoff until the sink takes it. A
+permanent refusal is narrowed down to the offending report, which is set
+aside (outbox_dead, counted in metrics) so it cannot block the rest.
+"""
+import logging
+import random
+import threading
+
+from .base import PermanentError
+
+log = logging.getLogger("vistelse.outbox")
+
+
+class OutboxWorker:
+    def __init__(self, store, sink, metrics, backoff_min=0.5, backoff_max=60.0, idle_poll=1.0):
+        self.store, self.sink, self.metrics = store, sink, metrics
+        self.backoff_min, self.backoff_max, self.idle_poll = backoff_min, backoff_max, idle_poll
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self.failures = 0
+        self.last_error = ""
+
+    def notify(self):
+        self._wake.set()
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="outbox-" + self.sink.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=10):
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+        self.sink.close()
+
+    def alive(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def _sleep(self, seconds):
+        self._wake.clear()
+        self._wake.wait(seconds)
+
+    def _backoff(self):
+        delay = min(self.backoff_max, self.backoff_min * (2 ** min(self.failures - 1, 20)))
+        return delay * (0.75 + 0.5 * random.random())
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                progressed = self.step()
+            except Exception as exc:  # transient sink trouble, or the store is busy
+                self.failures += 1
+                self.last_error = str(exc)[:300]
+                reason = type(exc).__name__
+                self.metrics.inc("vistelse_gateway_sink_failures_total", sink=self.sink.name, reason=reason)
+                delay = self._backoff()
+                log.warning("sink %s: %s; retrying in %.1f s", self.sink.name, self.last_error, delay)
+                self._stop.wait(delay)
+                continue
+            if not progressed:
+                self._sleep(self.idle_poll)
+
+    def step(self):
+        """Deliver one batch. -> True if anything was settled. Raises on transient errors."""
+        items = self.store.outbox_fetch(self.sink.name, self.sink.max_batch)
+        if not items:
+            return False
+        try:
+            self.sink.deliver(items)
+        except PermanentError:
+            self._one_by_one(items)
+        else:
+            self.store.outbox_done(self.sink.name, items)
+            self.metrics.inc("vistelse_gateway_sink_deliveries_total", len(items), sink=self.sink.name)
+        self.failures = 0
+        self.last_error = ""
+        return True
+
+    def _one_by_one(self, items):
+        for item in items:
+            try:
+                self.sink.deliver([item])
+            except PermanentError as exc:
+                log.error("sink %s refuses report %s: %s", self.sink.name, item["id"], exc)
+                self.store.outbox_dead(self.sink.name, item, exc)
+                self.metrics.inc("vistelse_gateway_sink_failures_total", sink=self.sink.name, reason="permanent")
+            else:
+                self.metrics.inc("vistelse_gateway_sink_deliveries_total", sink=self.sink.name)
+            self.store.outbox_done(self.sink.name, [item])

@@ -1,0 +1,270 @@
+"""`vistelse gateway`: run the service, and the operator's commands around it.
+
+    vistelse gateway --config gateway.toml                 run in the foreground
+    vistelse gateway --config gateway.toml check           check the configuration and exit
+    vistelse gateway --config gateway.toml device add ...  register a device (key from a file)
+    vistelse gateway --config gateway.toml device list | retire EUI | activate EUI
+    vistelse gateway --config gateway.toml device import devices.toml
+    vistelse gateway --config gateway.toml verify-log      check the access log's hash chain
+    vistelse gateway --config gateway.toml purge           apply retention now
+"""
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import tomllib
+
+from . import config as config_mod
+from .forward import OutboxWorker, build_sinks
+from .ingest.mqtt_source import MqttSource
+from .metrics import Metrics
+from .pipeline import Pipeline
+from .sdnotify import notify, watchdog_interval
+from .store import StoreError, open_store
+
+log = logging.getLogger("vistelse.gateway")
+
+
+class Gateway:
+    """Everything a running gateway is; tests start it in-process as well."""
+
+    def __init__(self, cfg, config_path=None):
+        self.cfg = cfg
+        self.config_path = config_path
+        self.metrics = Metrics()
+        self.store = open_store(cfg["store"])
+        self.sinks = build_sinks(cfg["sinks"], self.store)
+        ob = cfg["outbox"]
+        self.workers = [OutboxWorker(self.store, s, self.metrics, ob["backoff_min_s"], ob["backoff_max_s"])
+                        for s in self.sinks]
+        ing = cfg["ingest"]
+        self.pipeline = Pipeline(self.store, self.metrics, batch_max=ing["batch_max"],
+                                 replay_window=ing["replay_window"], keep_raw_body=ing["keep_raw_body"],
+                                 workers=ing["workers"],
+                                 on_commit=[w.notify for w in self.workers])
+        self.sources = [MqttSource(s["name"], s, self.pipeline, self.metrics) for s in cfg["sources"]]
+        self.web = None
+        if cfg["http"]["enabled"]:
+            from .web import WebApp
+            self.web = WebApp(cfg, self.store, self.pipeline, self.metrics, self.sinks, self.workers, self.sources)
+        self._stop = threading.Event()
+        self._last_purge = 0.0
+
+    def log_configuration(self):
+        """A changed configuration file is a configuration change: record it in the access log."""
+        if not self.config_path:
+            return None
+        import hashlib
+        with open(self.config_path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        last = self.store.sink_state("_gateway", "config_sha256")
+        if last != digest:
+            self.store.log_access("service", "config.change" if last else "config.first",
+                                  {"file": os.path.basename(self.config_path), "sha256": digest, "previous": last})
+            self.store.sink_state("_gateway", "config_sha256", digest)
+        return digest
+
+    def start(self):
+        self.log_configuration()
+        self.pipeline.start()
+        for w in self.workers:
+            w.start()
+        if self.web:
+            self.web.start()
+        for s in self.sources:
+            s.start()
+
+    def purge(self):
+        before = time.time() - self.cfg["retention"]["raw_hours"] * 3600
+        result = self.store.purge(before)
+        if any(result.values()):
+            log.info("retention: removed %s", result)
+        self._last_purge = time.time()
+        return result
+
+    def run(self):
+        """Block until SIGTERM/SIGINT; keep systemd's watchdog fed while healthy."""
+        self.start()
+        self.purge()
+        notify("READY=1\nSTATUS=receiving")
+        log.info("gateway running: %d source(s), %d sink(s), web %s", len(self.sources), len(self.sinks),
+                 "%s:%d" % (self.cfg["http"]["host"], self.web.port) if self.web else "off")
+        wd = watchdog_interval()
+        tick = min(wd or 1.0, 1.0)
+        while not self._stop.wait(tick):
+            if wd is not None and self.pipeline.alive() and time.monotonic() - self.pipeline.last_progress < 60:
+                notify("WATCHDOG=1")
+            if time.time() - self._last_purge > self.cfg["retention"]["purge_every_s"]:
+                try:
+                    self.purge()
+                except Exception:
+                    log.exception("retention purge failed")
+        self.shutdown()
+        return 0
+
+    def request_stop(self, *_):
+        self._stop.set()
+
+    def shutdown(self):
+        """Graceful: stop taking messages, commit what is queued, stop sinks."""
+        if getattr(self, "_shut", False):
+            return
+        self._shut = True
+        notify("STOPPING=1")
+        log.info("stopping")
+        for s in self.sources:
+            s.stop()
+        self.pipeline.stop()
+        for w in self.workers:
+            w.stop()
+        if self.web:
+            self.web.stop()
+        self.store.close()
+
+
+def _setup_logging(level):
+    # journald adds timestamps; keep lines short and prefixed with syslog priorities
+    class Prio(logging.Formatter):
+        P = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+        def format(self, record):
+            text = logging.Formatter.format(self, record)
+            if os.environ.get("JOURNAL_STREAM"):
+                return "<%d>%s" % (self.P.get(record.levelname, 6), text)
+            return "%s %s" % (time.strftime("%H:%M:%S"), text)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Prio("%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="vistelse gateway", description="Run the Vistelse gateway service.")
+    p.add_argument("--config", "-c", default=os.environ.get("VISTELSE_GATEWAY_CONFIG", "gateway.toml"),
+                   help="configuration file (TOML), default %(default)s")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("run", help="run in the foreground (the default)")
+    sub.add_parser("check", help="check the configuration and exit")
+    sub.add_parser("verify-log", help="verify the access log's hash chain")
+    sub.add_parser("purge", help="apply the retention rules now")
+    dev = sub.add_parser("device", help="manage the device registry")
+    dsub = dev.add_subparsers(dest="action", required=True)
+    add = dsub.add_parser("add", help="register or update a device")
+    add.add_argument("dev_eui")
+    add.add_argument("--key-file", help="file with the 32-byte tag key as 64 hex digits (required for a new device)")
+    add.add_argument("--network", choices=("chirpstack", "tts"), required=True)
+    add.add_argument("--application", required=True,
+                     help="ChirpStack application id, or The Things Stack app@tenant the device must arrive from")
+    add.add_argument("--tts-device-id")
+    add.add_argument("--name", default="")
+    add.add_argument("--site", default="")
+    add.add_argument("--meta", default="{}", help="JSON: zones, lines, location, sensor")
+    add.add_argument("--register", default="{}", help="JSON: purpose, legal_basis, installed, review_due, ...")
+    dsub.add_parser("list", help="list devices (never the keys)")
+    for name in ("retire", "activate"):
+        x = dsub.add_parser(name)
+        x.add_argument("dev_eui")
+    imp = dsub.add_parser("import", help="register devices from a TOML file ([[device]] tables)")
+    imp.add_argument("file")
+    return p
+
+
+def _actor():
+    return "cli:%s" % (os.environ.get("SUDO_USER") or os.environ.get("USER") or os.getuid())
+
+
+def _read_key(path):
+    with open(path, encoding="ascii") as f:
+        text = f.read().strip()
+    key = bytes.fromhex(text)
+    if len(key) != 32:
+        raise ValueError("the key file must hold 64 hex digits (32 bytes)")
+    return key
+
+
+def device_command(store, args, out):
+    if args.action == "list":
+        for d in store.list_devices():
+            out.write("%s  %-8s %-10s %-40s %s\n" % (d["dev_eui"], d["status"], d["network"], d["application"],
+                                                    d["site"]))
+        return 0
+    if args.action in ("retire", "activate"):
+        store.set_device_status(args.dev_eui.lower(), "retired" if args.action == "retire" else "active", _actor())
+        return 0
+    if args.action == "add":
+        key = _read_key(args.key_file) if args.key_file else None
+        store.put_device({"dev_eui": args.dev_eui.lower(), "network": args.network, "application": args.application,
+                          "tts_device_id": args.tts_device_id, "name": args.name, "site": args.site,
+                          "meta": json.loads(args.meta), "register": json.loads(args.register)}, key, _actor())
+        return 0
+    if args.action == "import":
+        with open(args.file, "rb") as f:
+            doc = tomllib.load(f)
+        base = os.path.dirname(os.path.abspath(args.file))
+        for d in doc.get("device", []):
+            d = dict(d)
+            key = None
+            if d.get("key_file"):
+                key = _read_key(os.path.join(base, d.pop("key_file")))
+            elif d.get("key_hex"):
+                key = bytes.fromhex(d.pop("key_hex"))
+            store.put_device(d, key, _actor())
+            out.write("registered %s\n" % d["dev_eui"])
+        return 0
+    return 2
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        sys.stderr.write("vistelse gateway: configuration error: %s\n" % exc)
+        return 2
+    _setup_logging(cfg["gateway"]["log_level"])
+    if not os.path.isdir(cfg["gateway"]["state_dir"]):
+        sys.stderr.write("vistelse gateway: state directory %s does not exist\n" % cfg["gateway"]["state_dir"])
+        return 2
+    command = args.command or "run"
+    try:
+        if command == "run":
+            try:
+                gw = Gateway(cfg, args.config)
+            except (ValueError, StoreError, OSError) as exc:
+                sys.stderr.write("vistelse gateway: cannot start: %s\n" % exc)
+                return 2
+            signal.signal(signal.SIGTERM, gw.request_stop)
+            signal.signal(signal.SIGINT, gw.request_stop)
+            return gw.run()
+        if command == "check":     # touches neither the database nor the network
+            build_sinks([s for s in cfg["sinks"] if s["type"] != "mqtt"], None)
+            print("configuration OK: %d source(s), %d sink(s), store %s" % (
+                len(cfg["sources"]), len(cfg["sinks"]), cfg["store"]["path"]))
+            return 0
+        store = open_store(cfg["store"])
+        try:
+            if command == "verify-log":
+                result = store.verify_access_log()
+                print(json.dumps(result, indent=1))
+                return 0 if result["ok"] else 1
+            if command == "purge":
+                before = time.time() - cfg["retention"]["raw_hours"] * 3600
+                print(json.dumps(store.purge(before)))
+                return 0
+            if command == "device":
+                return device_command(store, args, sys.stdout)
+        finally:
+            store.close()
+    except (StoreError, ValueError, OSError, tomllib.TOMLDecodeError) as exc:
+        sys.stderr.write("vistelse gateway: %s\n" % exc)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

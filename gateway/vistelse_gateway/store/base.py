@@ -1,0 +1,127 @@
+"""The storage interface the pipeline, the outbox, the web app and the CLI use.
+
+Nothing outside store/ touches SQL. A backend provides:
+
+* a device registry (the tag key is only reachable through `device_key`,
+  which the web app never calls);
+* `batch()`: a transaction in which the pipeline reads device state and
+  stored intervals and writes raw uplinks, reports, events and quarantine.
+  The pipeline's decisions depend only on what it reads inside the batch,
+  so a PostgreSQL backend can make `device_state` lock the device row
+  (SELECT ... FOR UPDATE) and run several gateway instances on an MQTT
+  shared subscription without changing the pipeline;
+* an outbox per sink: `outbox_fetch` returns undelivered reports in commit
+  order, `outbox_done` / `outbox_dead` settle them. (SQLite keeps a cursor
+  per sink over the report log; a multi-writer backend keeps a row per
+  (sink, report) and fetches with FOR UPDATE SKIP LOCKED);
+* read models for the operator surface, retention, downlinks, and a
+  hash-chained access log.
+"""
+import abc
+
+
+class StoreError(Exception):
+    pass
+
+
+class Batch(abc.ABC):
+    @abc.abstractmethod
+    def device(self, dev_eui): """Registry row (dict) or None."""
+
+    @abc.abstractmethod
+    def device_by_tts_id(self, application, device_id): """Registry row or None."""
+
+    @abc.abstractmethod
+    def device_key(self, dev_eui): """32-byte tag key or None."""
+
+    @abc.abstractmethod
+    def device_state(self, dev_eui): """Mutable ingest state (dict) or None."""
+
+    @abc.abstractmethod
+    def put_device_state(self, dev_eui, state): ...
+
+    @abc.abstractmethod
+    def stored_intervals(self, dev_eui, seqs): """{ext_seq: (content_hash, f_cnt)} for those stored."""
+
+    @abc.abstractmethod
+    def neighbour(self, dev_eui, seq, before=True):
+        """Nearest stored interval with a known end time: (seq, span, interval_s, end_at) or None."""
+
+    @abc.abstractmethod
+    def add_raw(self, row): """Raw uplink (dict) -> id."""
+
+    @abc.abstractmethod
+    def add_report(self, row): ...
+
+    @abc.abstractmethod
+    def add_event(self, row): ...
+
+    @abc.abstractmethod
+    def add_quarantine(self, row): ...
+
+    @abc.abstractmethod
+    def settle_downlinks(self, dev_eui, config_version, rejected, at):
+        """Mark pending downlinks applied (version in force) or rejected; -> list of changes."""
+
+
+class Store(abc.ABC):
+    # registry
+    @abc.abstractmethod
+    def put_device(self, device, key=None, actor="system"): ...
+    @abc.abstractmethod
+    def get_device(self, dev_eui): ...
+    @abc.abstractmethod
+    def list_devices(self): ...
+    @abc.abstractmethod
+    def set_device_status(self, dev_eui, status, actor): ...
+    @abc.abstractmethod
+    def device_key(self, dev_eui): ...
+
+    # ingest
+    @abc.abstractmethod
+    def batch(self): """Context manager yielding a Batch; commits on success."""
+
+    # outbox
+    @abc.abstractmethod
+    def outbox_fetch(self, sink, limit): ...
+    @abc.abstractmethod
+    def outbox_done(self, sink, items): ...
+    @abc.abstractmethod
+    def outbox_dead(self, sink, item, reason): ...
+    @abc.abstractmethod
+    def outbox_stats(self, sinks, now): ...
+    @abc.abstractmethod
+    def sink_state(self, sink, key, value=None): ...
+
+    # operator surface
+    @abc.abstractmethod
+    def overview(self): ...
+    @abc.abstractmethod
+    def quarantine(self, limit=100): ...
+    @abc.abstractmethod
+    def reports(self, since=None, until=None, dev_eui=None, limit=None): ...
+    @abc.abstractmethod
+    def quarantine_counts(self): """{reason: n}"""
+    @abc.abstractmethod
+    def events(self, dev_eui=None, limit=100): ...
+    @abc.abstractmethod
+    def count(self, table): """Row count of reports, uplinks, quarantine, events, access_log or downlinks."""
+
+    # retention, downlinks, access log
+    @abc.abstractmethod
+    def purge(self, raw_before): ...
+    @abc.abstractmethod
+    def add_downlink(self, row): ...
+    @abc.abstractmethod
+    def downlinks(self, dev_eui=None): ...
+    @abc.abstractmethod
+    def last_config_version(self, dev_eui): """Highest configuration version sent or reported."""
+    @abc.abstractmethod
+    def log_access(self, actor, action, detail): ...
+    @abc.abstractmethod
+    def verify_access_log(self): ...
+    @abc.abstractmethod
+    def access_log(self, limit=200): ...
+
+    def close(self):
+        pass

@@ -1,0 +1,557 @@
+"""SQLite backend (WAL mode): the embedded default.
+
+One file holds the registry, raw uplinks, reports, events, quarantine,
+outbox cursors, downlinks and the access log. The file and its -wal/-shm
+companions are created mode 0600 (the tag keys are in it); the systemd unit
+puts them in a StateDirectory only the service's dynamic user can read.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+
+from .base import Batch, Store, StoreError
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS devices (
+  dev_eui TEXT PRIMARY KEY,            -- 16 lowercase hex digits
+  name TEXT NOT NULL DEFAULT '',
+  site TEXT NOT NULL DEFAULT '',
+  network TEXT NOT NULL,               -- chirpstack | tts
+  application TEXT NOT NULL,           -- ChirpStack application id / TTS app@tenant
+  tts_device_id TEXT,
+  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'retired')),
+  meta TEXT NOT NULL DEFAULT '{}',     -- zones, lines, location (JSON)
+  register TEXT NOT NULL DEFAULT '{}', -- public register entry (JSON)
+  created_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS devices_tts ON devices (application, tts_device_id);
+CREATE TABLE IF NOT EXISTS device_keys (dev_eui TEXT PRIMARY KEY, key BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS device_state (dev_eui TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS uplinks (
+  id INTEGER PRIMARY KEY, received_at REAL NOT NULL, source TEXT NOT NULL, topic TEXT,
+  dev_eui TEXT, f_cnt INTEGER, f_port INTEGER, dedup_id TEXT, payload BLOB, body BLOB,
+  outcome TEXT NOT NULL, reason TEXT);
+CREATE INDEX IF NOT EXISTS uplinks_time ON uplinks (received_at);
+CREATE TABLE IF NOT EXISTS reports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  dev_eui TEXT NOT NULL, seq INTEGER NOT NULL, seq16 INTEGER NOT NULL, span INTEGER NOT NULL,
+  interval_s INTEGER NOT NULL, start_at REAL NOT NULL, end_at REAL NOT NULL,
+  time_estimated INTEGER NOT NULL, received_at REAL NOT NULL, uplink_id INTEGER,
+  f_cnt INTEGER, content_hash INTEGER NOT NULL, config_version INTEGER, data TEXT NOT NULL,
+  stored_at REAL NOT NULL,
+  UNIQUE (dev_eui, seq));
+CREATE INDEX IF NOT EXISTS reports_time ON reports (end_at);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY, at REAL NOT NULL, dev_eui TEXT, kind TEXT NOT NULL, source TEXT, body TEXT);
+CREATE INDEX IF NOT EXISTS events_dev ON events (dev_eui, kind, at);
+CREATE TABLE IF NOT EXISTS quarantine (
+  id INTEGER PRIMARY KEY, at REAL NOT NULL, source TEXT, topic TEXT, dev_eui TEXT,
+  reason TEXT NOT NULL, detail TEXT, uplink_id INTEGER, body BLOB);
+CREATE INDEX IF NOT EXISTS quarantine_time ON quarantine (at);
+CREATE TABLE IF NOT EXISTS outbox_cursor (sink TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at REAL);
+CREATE TABLE IF NOT EXISTS outbox_dead (
+  id INTEGER PRIMARY KEY, sink TEXT NOT NULL, report_id INTEGER NOT NULL, reason TEXT, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sink_state (sink TEXT, key TEXT, value TEXT, PRIMARY KEY (sink, key));
+CREATE TABLE IF NOT EXISTS downlinks (
+  id INTEGER PRIMARY KEY, dev_eui TEXT NOT NULL, config_version INTEGER NOT NULL, config TEXT NOT NULL,
+  via TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, resolved_at REAL, detail TEXT);
+CREATE INDEX IF NOT EXISTS downlinks_dev ON downlinks (dev_eui, status);
+CREATE TABLE IF NOT EXISTS access_log (
+  id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+  detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+"""
+GENESIS = "0" * 64
+
+
+def _hex(eui):
+    return eui.hex() if isinstance(eui, (bytes, bytearray)) else str(eui).lower()
+
+
+def chain_hash(prev, entry_id, at, actor, action, detail):
+    text = json.dumps([entry_id, repr(float(at)), actor, action, detail], separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256((prev + "|" + text).encode()).hexdigest()
+
+
+def _device_row(row):
+    if row is None:
+        return None
+    d = dict(row)
+    d["meta"] = json.loads(d["meta"] or "{}")
+    d["register"] = json.loads(d["register"] or "{}")
+    return d
+
+
+class _SqliteBatch(Batch):
+    """One ingest transaction. The registry and device-state caches live in the
+    store: the pipeline is the only writer of device_state, and any registry
+    change bumps meta.registry_generation, which each batch checks once."""
+
+    def __init__(self, db, store=None):
+        self.db = db
+        self.store = store
+        self.dirty = {}
+        if store is not None:
+            gen = db.execute("SELECT value FROM meta WHERE key='registry_generation'").fetchone()
+            gen = gen[0] if gen else "0"
+            if gen != store._registry_gen:
+                store._registry.clear()
+                store._keys.clear()
+                store._registry_gen = gen
+
+    def device(self, dev_eui):
+        eui = _hex(dev_eui)
+        cache = self.store._registry if self.store is not None else None
+        if cache is not None and eui in cache:
+            return cache[eui]
+        row = _device_row(self.db.execute("SELECT * FROM devices WHERE dev_eui=?", (eui,)).fetchone())
+        if cache is not None and row is not None:
+            cache[eui] = row
+        return row
+
+    def device_by_tts_id(self, application, device_id):
+        app = application.split("@")[0]
+        rows = self.db.execute("SELECT * FROM devices WHERE network='tts' AND tts_device_id=? AND "
+                               "(application=? OR application LIKE ?)", (device_id, application, app + "@%")).fetchall()
+        return _device_row(rows[0]) if len(rows) == 1 else None
+
+    def device_key(self, dev_eui):
+        eui = _hex(dev_eui)
+        keys = self.store._keys if self.store is not None else None
+        if keys is not None and eui in keys:
+            return keys[eui]
+        row = self.db.execute("SELECT key FROM device_keys WHERE dev_eui=?", (eui,)).fetchone()
+        key = bytes(row[0]) if row else None
+        if keys is not None and key is not None:
+            keys[eui] = key
+        return key
+
+    def device_state(self, dev_eui):
+        eui = _hex(dev_eui)
+        if eui in self.dirty:
+            return self.dirty[eui]
+        cache = self.store._states if self.store is not None else None
+        if cache is not None and eui in cache:
+            return dict(cache[eui])
+        row = self.db.execute("SELECT state FROM device_state WHERE dev_eui=?", (eui,)).fetchone()
+        state = json.loads(row[0]) if row else None
+        if cache is not None and state is not None:
+            cache[eui] = state
+            return dict(state)
+        return state
+
+    def put_device_state(self, dev_eui, state):
+        self.dirty[_hex(dev_eui)] = state
+
+    def flush(self):
+        for eui, state in self.dirty.items():
+            self.db.execute("INSERT OR REPLACE INTO device_state (dev_eui, state) VALUES (?, ?)",
+                            (eui, json.dumps(state, separators=(",", ":"))))
+        if self.store is not None:
+            self.store._states.update(self.dirty)
+        self.dirty = {}
+
+    def stored_intervals(self, dev_eui, seqs):
+        if not seqs:
+            return {}
+        lo, hi = min(seqs), max(seqs)
+        rows = self.db.execute("SELECT seq, content_hash, f_cnt FROM reports WHERE dev_eui=? AND seq BETWEEN ? AND ?",
+                               (_hex(dev_eui), lo, hi)).fetchall()
+        wanted = set(seqs)
+        return {r[0]: (r[1], r[2]) for r in rows if r[0] in wanted}
+
+    def neighbour(self, dev_eui, seq, before=True):
+        if before:
+            sql = ("SELECT seq, span, interval_s, end_at FROM reports WHERE dev_eui=? AND seq<? AND time_estimated=0 "
+                   "ORDER BY seq DESC LIMIT 1")
+        else:
+            sql = ("SELECT seq, span, interval_s, end_at FROM reports WHERE dev_eui=? AND seq>? AND time_estimated=0 "
+                   "ORDER BY seq ASC LIMIT 1")
+        row = self.db.execute(sql, (_hex(dev_eui), seq)).fetchone()
+        return tuple(row) if row else None
+
+    def add_raw(self, r):
+        cur = self.db.execute(
+            "INSERT INTO uplinks (received_at, source, topic, dev_eui, f_cnt, f_port, dedup_id, payload, body, outcome, reason)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (r["received_at"], r["source"], r.get("topic"), r.get("dev_eui"), r.get("f_cnt"), r.get("f_port"),
+             r.get("dedup_id"), r.get("payload"), r.get("body"), r["outcome"], r.get("reason")))
+        return cur.lastrowid
+
+    def add_report(self, r):
+        self.db.execute(
+            "INSERT INTO reports (dev_eui, seq, seq16, span, interval_s, start_at, end_at, time_estimated, received_at,"
+            " uplink_id, f_cnt, content_hash, config_version, data, stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (r["dev_eui"], r["seq"], r["seq16"], r["span"], r["interval_s"], r["start_at"], r["end_at"],
+             int(r["time_estimated"]), r["received_at"], r.get("uplink_id"), r.get("f_cnt"), r["content_hash"],
+             r.get("config_version"), json.dumps(r["data"], separators=(",", ":")), time.time()))
+
+    def add_event(self, r):
+        self.db.execute("INSERT INTO events (at, dev_eui, kind, source, body) VALUES (?,?,?,?,?)",
+                        (r["at"], r.get("dev_eui"), r["kind"], r.get("source"), json.dumps(r.get("body") or {})))
+
+    def add_quarantine(self, r):
+        self.db.execute(
+            "INSERT INTO quarantine (at, source, topic, dev_eui, reason, detail, uplink_id, body) VALUES (?,?,?,?,?,?,?,?)",
+            (r["at"], r.get("source"), r.get("topic"), r.get("dev_eui"), r["reason"], r.get("detail", "")[:1000],
+             r.get("uplink_id"), r.get("body")))
+
+    def settle_downlinks(self, dev_eui, config_version, rejected, at):
+        eui = _hex(dev_eui)
+        changes = []
+        rows = self.db.execute("SELECT id, config_version FROM downlinks WHERE dev_eui=? AND status='pending'",
+                               (eui,)).fetchall()
+        for dl_id, version in rows:
+            status = None
+            if version == config_version:
+                status = "applied"
+            elif rejected:
+                status = "rejected"
+            elif _newer(config_version, version):
+                status = "superseded"
+            if status:
+                self.db.execute("UPDATE downlinks SET status=?, resolved_at=? WHERE id=?", (status, at, dl_id))
+                changes.append((dl_id, version, status))
+        return changes
+
+
+def _newer(a, b):
+    """16-bit config versions: is a after b?"""
+    return 0 < ((a - b) & 0xFFFF) < 0x8000
+
+
+class SqliteStore(Store):
+    def __init__(self, path, synchronous="full"):
+        self.path = str(path)
+        if synchronous.lower() not in ("full", "normal", "extra"):
+            raise StoreError("synchronous must be full, normal or extra")
+        self.synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._all = []
+        self._lock = threading.Lock()
+        self._registry, self._keys, self._states, self._registry_gen = {}, {}, {}, None
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StoreError("directory %s does not exist" % directory)
+        old = os.umask(0o077)
+        try:
+            db = self._conn()
+            db.executescript(SCHEMA)
+            with self._tx(db):
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            # touch the WAL files now, under the strict umask
+            db.execute("SELECT count(*) FROM meta").fetchone()
+        finally:
+            os.umask(old)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.path + suffix):
+                os.chmod(self.path + suffix, 0o600)
+
+    # -- connections ------------------------------------------------------
+    def _conn(self):
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError("cannot open %s: %s" % (self.path, exc)) from None
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=%s" % self.synchronous)
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    @contextlib.contextmanager
+    def _tx(self, db=None):
+        db = db or self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self):
+        with self._lock:
+            for db in self._all:
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
+            self._all = []
+        self._local = threading.local()
+
+    # -- registry ----------------------------------------------------------
+    def put_device(self, device, key=None, actor="system"):
+        now = time.time()
+        eui = _hex(device["dev_eui"])
+        if len(eui) != 16 or any(c not in "0123456789abcdef" for c in eui):
+            raise StoreError("dev_eui must be 16 hex digits")
+        if device.get("network") not in ("chirpstack", "tts"):
+            raise StoreError("network must be chirpstack or tts")
+        if not device.get("application"):
+            raise StoreError("application is required (the network application the device must arrive from)")
+        if device.get("status", "active") not in ("active", "retired"):
+            raise StoreError("status must be active or retired")
+        if key is not None and len(key) != 32:
+            raise StoreError("the tag key must be 32 bytes")
+        with self._tx() as db:
+            exists = db.execute("SELECT 1 FROM devices WHERE dev_eui=?", (eui,)).fetchone()
+            if not exists and key is None:
+                raise StoreError("a new device needs its 32-byte tag key")
+            db.execute(
+                "INSERT INTO devices (dev_eui, name, site, network, application, tts_device_id, status, meta, register,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (dev_eui) DO UPDATE SET"
+                " name=excluded.name, site=excluded.site, network=excluded.network, application=excluded.application,"
+                " tts_device_id=excluded.tts_device_id, status=excluded.status, meta=excluded.meta,"
+                " register=excluded.register, updated_at=excluded.updated_at",
+                (eui, device.get("name", ""), device.get("site", ""), device["network"], device["application"],
+                 device.get("tts_device_id"), device.get("status", "active"),
+                 json.dumps(device.get("meta") or {}), json.dumps(device.get("register") or {}), now, now))
+            if key is not None:
+                db.execute("INSERT OR REPLACE INTO device_keys VALUES (?, ?)", (eui, bytes(key)))
+            self._bump_registry(db)
+            self._append_log(db, actor, "device.put" if exists else "device.add",
+                             {"dev_eui": eui, "key_changed": key is not None,
+                              "status": device.get("status", "active")})
+
+    def get_device(self, dev_eui):
+        return _device_row(self._conn().execute("SELECT * FROM devices WHERE dev_eui=?", (_hex(dev_eui),)).fetchone())
+
+    def list_devices(self):
+        return [_device_row(r) for r in self._conn().execute("SELECT * FROM devices ORDER BY site, name, dev_eui")]
+
+    def set_device_status(self, dev_eui, status, actor):
+        if status not in ("active", "retired"):
+            raise StoreError("status must be active or retired")
+        with self._tx() as db:
+            n = db.execute("UPDATE devices SET status=?, updated_at=? WHERE dev_eui=?",
+                           (status, time.time(), _hex(dev_eui))).rowcount
+            if not n:
+                raise StoreError("no device %s" % _hex(dev_eui))
+            self._bump_registry(db)
+            self._append_log(db, actor, "device.status", {"dev_eui": _hex(dev_eui), "status": status})
+
+    def device_key(self, dev_eui):
+        return _SqliteBatch(self._conn()).device_key(dev_eui)
+
+    # -- ingest -------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self):
+        try:
+            with self._tx() as db:
+                b = _SqliteBatch(db, self)
+                yield b
+                b.flush()
+        except BaseException:
+            self._states.clear()       # the cache may hold states of the rolled-back batch
+            raise
+
+    def _bump_registry(self, db):
+        db.execute("INSERT INTO meta (key, value) VALUES ('registry_generation', '1') ON CONFLICT (key) DO UPDATE"
+                   " SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
+
+    # -- outbox -------------------------------------------------------------
+    def _cursor(self, db, sink):
+        row = db.execute("SELECT position FROM outbox_cursor WHERE sink=?", (sink,)).fetchone()
+        return row[0] if row else 0
+
+    def outbox_fetch(self, sink, limit):
+        db = self._conn()
+        pos = self._cursor(db, sink)
+        rows = db.execute(
+            "SELECT r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta FROM reports r"
+            " LEFT JOIN devices d ON d.dev_eui = r.dev_eui WHERE r.id > ? ORDER BY r.id LIMIT ?",
+            (pos, limit)).fetchall()
+        items = []
+        for row in rows:
+            item = dict(row)
+            item["data"] = json.loads(item["data"])
+            item["device_meta"] = json.loads(item["device_meta"] or "{}")
+            items.append(item)
+        return items
+
+    def outbox_done(self, sink, items):
+        if not items:
+            return
+        last = max(item["id"] for item in items)
+        with self._tx() as db:
+            db.execute("INSERT INTO outbox_cursor (sink, position, updated_at) VALUES (?,?,?) ON CONFLICT (sink)"
+                       " DO UPDATE SET position=max(position, excluded.position), updated_at=excluded.updated_at",
+                       (sink, last, time.time()))
+
+    def outbox_dead(self, sink, item, reason):
+        with self._tx() as db:
+            db.execute("INSERT INTO outbox_dead (sink, report_id, reason, at) VALUES (?,?,?,?)",
+                       (sink, item["id"], str(reason)[:500], time.time()))
+
+    def outbox_stats(self, sinks, now):
+        db = self._conn()
+        out = {}
+        last = db.execute("SELECT max(id) FROM reports").fetchone()[0] or 0
+        for sink in sinks:
+            pos = self._cursor(db, sink)
+            depth = db.execute("SELECT count(*) FROM reports WHERE id > ?", (pos,)).fetchone()[0] if pos < last else 0
+            oldest = db.execute("SELECT stored_at FROM reports WHERE id > ? ORDER BY id LIMIT 1", (pos,)).fetchone()
+            dead = db.execute("SELECT count(*) FROM outbox_dead WHERE sink=?", (sink,)).fetchone()[0]
+            out[sink] = {"depth": depth, "age_s": (now - oldest[0]) if oldest else 0.0, "dead": dead,
+                         "position": pos}
+        return out
+
+    def sink_state(self, sink, key, value=None):
+        db = self._conn()
+        if value is None:
+            row = db.execute("SELECT value FROM sink_state WHERE sink=? AND key=?", (sink, key)).fetchone()
+            return json.loads(row[0]) if row else None
+        with self._tx(db):
+            db.execute("INSERT OR REPLACE INTO sink_state VALUES (?,?,?)", (sink, key, json.dumps(value)))
+        return value
+
+    # -- operator surface ---------------------------------------------------
+    def overview(self):
+        db = self._conn()
+        devices = self.list_devices()
+        states = {r[0]: json.loads(r[1]) for r in db.execute("SELECT dev_eui, state FROM device_state")}
+        qcounts = {r[0]: r[1] for r in db.execute("SELECT dev_eui, count(*) FROM quarantine GROUP BY dev_eui")}
+        pend = {}
+        for r in db.execute("SELECT dev_eui, config_version, status FROM downlinks ORDER BY id"):
+            pend[r[0]] = {"config_version": r[1], "status": r[2]}
+        for d in devices:
+            d["state"] = states.get(d["dev_eui"], {})
+            d["rejected"] = qcounts.get(d["dev_eui"], 0)
+            d["downlink"] = pend.get(d["dev_eui"])
+        return devices
+
+    def quarantine(self, limit=100):
+        rows = self._conn().execute("SELECT id, at, source, topic, dev_eui, reason, detail FROM quarantine"
+                                    " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def quarantine_counts(self):
+        return {r[0]: r[1] for r in self._conn().execute("SELECT reason, count(*) FROM quarantine GROUP BY reason")}
+
+    def reports(self, since=None, until=None, dev_eui=None, limit=None):
+        sql = ("SELECT r.*, d.site AS site, d.name AS device_name, d.meta AS device_meta FROM reports r"
+               " LEFT JOIN devices d ON d.dev_eui = r.dev_eui WHERE 1=1")
+        args = []
+        if since is not None:
+            sql += " AND r.end_at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND r.end_at < ?"
+            args.append(until)
+        if dev_eui is not None:
+            sql += " AND r.dev_eui = ?"
+            args.append(_hex(dev_eui))
+        sql += " ORDER BY r.end_at, r.dev_eui"
+        if limit:
+            sql += " LIMIT %d" % int(limit)
+        out = []
+        for row in self._conn().execute(sql, args):
+            item = dict(row)
+            item["data"] = json.loads(item["data"])
+            item["device_meta"] = json.loads(item["device_meta"] or "{}")
+            out.append(item)
+        return out
+
+    def count(self, table):
+        if table not in ("reports", "uplinks", "quarantine", "events", "access_log", "downlinks"):
+            raise StoreError("no table %s" % table)
+        return self._conn().execute("SELECT count(*) FROM %s" % table).fetchone()[0]
+
+    def events(self, dev_eui=None, limit=100):
+        sql, args = "SELECT * FROM events", []
+        if dev_eui:
+            sql += " WHERE dev_eui=?"
+            args.append(_hex(dev_eui))
+        rows = self._conn().execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
+        return [dict(r, body=json.loads(r["body"] or "{}")) for r in rows]
+
+    # -- retention ----------------------------------------------------------
+    def purge(self, raw_before):
+        with self._tx() as db:
+            n_raw = db.execute("DELETE FROM uplinks WHERE received_at < ?", (raw_before,)).rowcount
+            n_q = db.execute("UPDATE quarantine SET body=NULL WHERE at < ? AND body IS NOT NULL",
+                             (raw_before,)).rowcount
+            n_ev = db.execute("DELETE FROM events WHERE at < ? AND kind='log'", (raw_before,)).rowcount
+        return {"uplinks": n_raw, "quarantine_bodies": n_q, "log_events": n_ev}
+
+    def oldest_raw(self):
+        row = self._conn().execute("SELECT min(received_at) FROM uplinks").fetchone()
+        return row[0]
+
+    # -- downlinks ----------------------------------------------------------
+    def add_downlink(self, row):
+        with self._tx() as db:
+            cur = db.execute("INSERT INTO downlinks (dev_eui, config_version, config, via, status, created_at, detail)"
+                             " VALUES (?,?,?,?,?,?,?)",
+                             (_hex(row["dev_eui"]), row["config_version"], json.dumps(row["config"]), row["via"],
+                              row.get("status", "pending"), time.time(), row.get("detail", "")))
+            if row.get("status", "pending") == "pending":
+                # an older pending configuration is replaced by this one
+                db.execute("UPDATE downlinks SET status='superseded', resolved_at=? WHERE dev_eui=? AND"
+                           " status='pending' AND id<>?", (time.time(), _hex(row["dev_eui"]), cur.lastrowid))
+            self._append_log(db, row.get("actor", "cli"), "downlink.enqueue",
+                             {"dev_eui": _hex(row["dev_eui"]), "config_version": row["config_version"],
+                              "via": row["via"], "status": row.get("status", "pending")})
+            return cur.lastrowid
+
+    def downlinks(self, dev_eui=None):
+        sql, args = "SELECT * FROM downlinks", []
+        if dev_eui:
+            sql += " WHERE dev_eui=?"
+            args.append(_hex(dev_eui))
+        return [dict(r, config=json.loads(r["config"])) for r in self._conn().execute(sql + " ORDER BY id", args)]
+
+    def last_config_version(self, dev_eui):
+        db = self._conn()
+        row = db.execute("SELECT max(config_version) FROM downlinks WHERE dev_eui=?", (_hex(dev_eui),)).fetchone()
+        row2 = db.execute("SELECT state FROM device_state WHERE dev_eui=?", (_hex(dev_eui),)).fetchone()
+        state = json.loads(row2[0]) if row2 else {}
+        return max(row[0] or 0, state.get("config_version") or 0)
+
+    # -- access log ---------------------------------------------------------
+    def _append_log(self, db, actor, action, detail):
+        prev = db.execute("SELECT hash FROM access_log ORDER BY id DESC LIMIT 1").fetchone()
+        prev = prev[0] if prev else GENESIS
+        entry_id = (db.execute("SELECT max(id) FROM access_log").fetchone()[0] or 0) + 1
+        at = time.time()
+        detail_text = json.dumps(detail, sort_keys=True, separators=(",", ":"))
+        digest = chain_hash(prev, entry_id, at, actor, action, detail_text)
+        db.execute("INSERT INTO access_log (id, at, actor, action, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
+                   (entry_id, at, actor, action, detail_text, prev, digest))
+        return digest
+
+    def log_access(self, actor, action, detail):
+        with self._tx() as db:
+            return self._append_log(db, actor, action, detail)
+
+    def verify_access_log(self):
+        """-> {'ok': bool, 'entries': n, 'head': hash, 'first_bad': id or None, 'problem': text}"""
+        prev, n, expect_id = GENESIS, 0, 1
+        for row in self._conn().execute("SELECT * FROM access_log ORDER BY id"):
+            n += 1
+            problem = None
+            if row["id"] != expect_id:
+                problem = "entry %d is missing (found %d)" % (expect_id, row["id"])
+            elif row["prev_hash"] != prev:
+                problem = "entry %d does not link to the entry before it" % row["id"]
+            elif chain_hash(prev, row["id"], row["at"], row["actor"], row["action"], row["detail"]) != row["hash"]:
+                problem = "entry %d was altered" % row["id"]
+            if problem:
+                return {"ok": False, "entries": n, "head": prev, "first_bad": row["id"], "problem": problem}
+            prev, expect_id = row["hash"], expect_id + 1
+        return {"ok": True, "entries": n, "head": prev, "first_bad": None, "problem": ""}
+
+    def access_log(self, limit=200):
+        rows = self._conn().execute("SELECT * FROM access_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) for r in rows]
