@@ -1,0 +1,166 @@
+# VL53L5CX overhead frames -> people (head position on the floor, height).
+#
+# Each zone measures the distance along its centre ray to the first surface.
+# A background model (the floor, learned at start and tracked slowly) turns
+# distances into heights above the floor; people are local maxima of that
+# height map (heads), so two people side by side give two peaks. A head's
+# floor position is where its ray is at head height: the zone's floor point
+# scaled by (H - h) / H. Status 5 and 9 are valid measurements (ST driver).
+import math
+
+VALID = (5, 9)
+LEARN_FRAMES = 15              # 1 s at 15 Hz: the floor, before anyone counts
+# At these mount heights a head is in view only within ~0.5 m of the point
+# below the sensor; further out a person shows as the side of the body, low
+# down. So anything 0.3 m above the floor (ten times the ranging noise at
+# 3 m) is someone: one person per region of such zones, or one per head
+# where a region holds several.
+PERSON_MIN_MM = 300
+FOREGROUND_MM = 300
+SEPARATION_MM = 350           # two heads are at least this far apart: closer peaks
+                               # are one person (head and the side of the body)
+HEAD_IN_VIEW_MM = 500         # beyond this from nadir a head is out of view:
+                               # the height there is a body's side, not a stature
+ABSORB_MS = 30000              # something that stays put this long becomes floor
+BG_RATE = 1.0 / 64             # slow drift of the floor estimate
+
+
+class TofDetector:
+    def __init__(self, height_mm, resolution=8, fov_deg=45.0):
+        self.h = float(height_mm)
+        self.r = resolution
+        n = resolution * resolution
+        self.fx = [0.0] * n
+        self.fy = [0.0] * n
+        for row in range(resolution):
+            ay = math.radians((row + 0.5 - resolution / 2) * fov_deg / resolution)
+            for col in range(resolution):
+                ax = math.radians((col + 0.5 - resolution / 2) * fov_deg / resolution)
+                i = row * resolution + col
+                self.fx[i] = self.h * math.tan(ax)
+                self.fy[i] = self.h * math.tan(ay)
+        self.bg = [0.0] * n
+        self.learned = 0
+        self.height = [0.0] * n
+        self.still_since = [None] * n
+        self.last = [0] * n
+        self.out = [[0.0, 0.0, 0.0, 0.0] for _ in range(8)]   # x, y, stature (0: unknown), peak height
+        self.label = bytearray(n)
+        self._stack = bytearray(n)
+
+    def feed(self, mm, status, t):
+        """Detections for one frame: (list of [x, y, height], count)."""
+        n = self.r * self.r
+        if self.learned < LEARN_FRAMES:
+            # the floor is the farthest valid reading (someone may be there already)
+            for i in range(n):
+                if status[i] in VALID and mm[i] > self.bg[i]:
+                    self.bg[i] = float(mm[i])
+            self.learned += 1
+            return self.out, 0
+        hgt = self.height
+        for i in range(n):
+            d = mm[i]
+            if status[i] not in VALID or d <= 0 or self.bg[i] <= 0:
+                hgt[i] = 0.0
+                continue
+            bg = self.bg[i]
+            h = self.h * (bg - d) / bg
+            if h < FOREGROUND_MM:
+                self.bg[i] = bg + (d - bg) * BG_RATE
+                self.still_since[i] = None
+                hgt[i] = 0.0
+                continue
+            # an object left on the floor: the same reading for a long time
+            if self.still_since[i] is None or abs(d - self.last[i]) > 40:
+                self.still_since[i] = t
+                self.last[i] = d
+            elif t - self.still_since[i] > ABSORB_MS:
+                self.bg[i] = float(d)
+                hgt[i] = 0.0
+                continue
+            hgt[i] = h
+        return self.out, self._peaks()
+
+    def _label(self):
+        """Connected regions of foreground zones (8-neighbours): one or more
+        people each; floor between two people keeps them apart."""
+        r, hgt, label, stack = self.r, self.height, self.label, self._stack
+        for i in range(r * r):
+            label[i] = 0
+        regions = 0
+        for i in range(r * r):
+            if hgt[i] <= 0 or label[i]:
+                continue
+            regions += 1
+            label[i] = regions
+            top = 1
+            stack[0] = i
+            while top:
+                top -= 1
+                j = stack[top]
+                row, col = j // r, j % r
+                for dr in (-1, 0, 1):
+                    for dc in (-1, 0, 1):
+                        rr, cc = row + dr, col + dc
+                        if 0 <= rr < r and 0 <= cc < r:
+                            k = rr * r + cc
+                            if hgt[k] > 0 and not label[k]:
+                                label[k] = regions
+                                stack[top] = k
+                                top += 1
+
+    def _peaks(self):
+        r, hgt, out, label = self.r, self.height, self.out, self.label
+        self._label()
+        count = 0
+        for i in range(r * r):
+            h = hgt[i]
+            if h < PERSON_MIN_MM:
+                continue
+            row, col = i // r, i % r
+            peak = True
+            # a head: no higher zone of the same region within two zones
+            # (two heads side by side in one region stay two; ties: lower index wins)
+            for dr in (-2, -1, 0, 1, 2):
+                for dc in (-2, -1, 0, 1, 2):
+                    rr, cc = row + dr, col + dc
+                    if (dr or dc) and 0 <= rr < r and 0 <= cc < r:
+                        j = rr * r + cc
+                        if label[j] == label[i] and (hgt[j] > h or (hgt[j] == h and j < i)):
+                            peak = False
+            if not peak or count >= len(out):
+                continue
+            # head position: height-weighted mean of the zones near the top
+            sx = sy = sw = 0.0
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    rr, cc = row + dr, col + dc
+                    if 0 <= rr < r and 0 <= cc < r:
+                        j = rr * r + cc
+                        w = hgt[j] - (h - 250)
+                        if w > 0 and label[j] == label[i]:
+                            s = (self.h - hgt[j]) / self.h
+                            sx += w * self.fx[j] * s
+                            sy += w * self.fy[j] * s
+                            sw += w
+            x, y = sx / sw, sy / sw
+            # peaks come in zone order, not height order: keep the higher of
+            # two that are too close to be two people
+            merged = False
+            for k in range(count):
+                o = out[k]
+                if (o[0] - x) ** 2 + (o[1] - y) ** 2 < SEPARATION_MM * SEPARATION_MM:
+                    merged = True
+                    if h > o[3]:
+                        o[0], o[1], o[3] = x, y, h
+                    break
+            if merged:
+                continue
+            o = out[count]
+            o[0], o[1], o[3] = x, y, h
+            count += 1
+        for k in range(count):
+            o = out[k]
+            o[2] = o[3] if o[0] * o[0] + o[1] * o[1] < HEAD_IN_VIEW_MM * HEAD_IN_VIEW_MM else 0.0
+        return count

@@ -1,0 +1,158 @@
+# Sensor frames in, interval aggregates out: the node's measurement pipeline.
+#
+#   p = Pipeline("ld2450", zones=[[(x, y), ...]], lines=[((ax, ay), (bx, by))])
+#   p.feed_ld2450(frame30, t_ms)          # or feed_tof(mm, status, t_ms)
+#   interval = p.close_interval(t_ms)     # the report's interval shape
+#
+# t_ms are ticks (wrapping like MicroPython's); nothing here reads a clock.
+from . import aggregate, geometry, track
+from .clock import ticks_diff
+from .detect.tof import TofDetector
+from .sensors import ld2450_frames
+
+LINE_BAND_MM = {"ld2450": 250, "vl53l5cx": 100}   # hysteresis either side of a line: radar noise is larger
+MAX_FRAME_GAP_MS = 1000                           # longer gaps are sensor outages, not presence
+
+
+class Pipeline:
+    def __init__(self, sensor, zones=(), lines=(), min_count=5, still_hold_s=300, mount=None):
+        if sensor not in ("ld2450", "vl53l5cx"):
+            raise ValueError("sensor must be ld2450 or vl53l5cx")
+        self.sensor = sensor
+        self.min_count = min_count
+        self.still_hold_s = still_hold_s
+        self.mount = mount or {}
+        self._dets = [[0.0, 0.0, 0.0] for _ in range(3)]
+        self.reader = ld2450_frames.FrameReader()
+        self.tof = None
+        if sensor == "vl53l5cx":
+            m = self.mount
+            self.tof = TofDetector(m.get("height_mm", 2800), m.get("resolution", 8), m.get("fov_deg", 45))
+        self.configure(zones, lines, min_count, still_hold_s)
+
+    def configure(self, zones=None, lines=None, min_count=None, still_hold_s=None):
+        """New zones, lines or thresholds (a configuration downlink); a new
+        zone or line layout starts the counting afresh."""
+        if min_count is not None:
+            self.min_count = min_count
+        if still_hold_s is not None:
+            self.still_hold_s = still_hold_s
+        if zones is not None or lines is not None or not hasattr(self, "zones"):
+            self.zones = [geometry.Zone(z) for z in (zones if zones is not None else [])]
+            band = LINE_BAND_MM[self.sensor]
+            self.lines = [geometry.Line(a, b, band) for a, b in (lines if lines is not None else [])]
+            base = track.RADAR if self.sensor == "ld2450" else track.TOF
+            params = track.TrackerParams(base.gate_mm, base.gate_speed_mm_s, base.confirm_hits,
+                                         base.confirm_move_mm, base.grace_ms, base.still_speed_mm_s,
+                                         base.still_hold_ms)
+            self.tracker = track.Tracker(params, len(self.zones), len(self.lines))
+            self.agg = aggregate.Aggregator(len(self.zones), len(self.lines), self.min_count,
+                                            heights=self.sensor == "vl53l5cx")
+            self.t_last = None
+        if self.sensor == "ld2450":
+            self.tracker.p.still_hold_ms = int(self.still_hold_s * 1000)
+        self.agg.min_count = self.min_count
+
+    def _in_any_zone(self, x, y):
+        for z in self.zones:
+            if z.inside(x, y):
+                return True
+        return False
+
+    # --- input -------------------------------------------------------------
+
+    def feed_ld2450_bytes(self, data, t):
+        """Raw UART bytes (any chunking); processes every complete frame."""
+        got = self.reader.feed(data)
+        while got:
+            self.feed_ld2450(self.reader.frame, t)
+            got = self.reader.feed(b"")
+
+    def feed_ld2450(self, frame, t):
+        n = ld2450_frames.parse_frame(frame, self._dets)
+        for k in range(n):
+            self._dets[k][2] = 0.0          # the radar gives no height
+        self._step(self._dets, n, t)
+
+    def feed_tof(self, mm, status, t):
+        dets, n = self.tof.feed(mm, status, t)
+        self._step(dets, n, t)
+
+    # --- per frame -----------------------------------------------------------
+
+    def _step(self, dets, n, t):
+        dt = 0 if self.t_last is None else ticks_diff(t, self.t_last)
+        if dt < 0:
+            return                           # a frame from the past: ignore
+        if dt > MAX_FRAME_GAP_MS:
+            dt = 0
+        self.t_last = t
+        tracks = self.tracker.update(dets, n, t, self._in_any_zone)
+        agg = self.agg
+        for tr in self.tracker.ended:
+            self._end(tr, t)
+        for z in range(len(self.zones)):
+            zone = self.zones[z]
+            count = 0
+            for tr in tracks:
+                inside = zone.inside(tr.x, tr.y)
+                if inside:
+                    if tr.confirmed:
+                        count += 1
+                    if tr.visit_start[z] is None:
+                        if tr.first_inside[z] is None:
+                            tr.first_inside[z] = t
+                        if tr.confirmed:
+                            tr.visit_start[z] = tr.first_inside[z]
+                            tr.events += 1
+                            agg.visit_started(z)
+                    tr.last_inside[z] = t
+                elif tr.visit_start[z] is not None and ticks_diff(t, tr.last_inside[z]) >= aggregate.VISIT_BRIDGE_MS:
+                    self._visit_end(tr, z)
+                elif not tr.confirmed:
+                    tr.first_inside[z] = None
+            agg.occupancy(z, count, dt)
+        for k in range(len(self.lines)):
+            line = self.lines[k]
+            for tr in tracks:
+                s = line.state(tr.x, tr.y)
+                if s == 0:
+                    continue
+                if tr.side[k] != 0 and s != tr.side[k]:
+                    if tr.confirmed:
+                        tr.events += 1
+                        agg.crossed(k, s > 0)
+                    else:
+                        tr.pending.append((k, s > 0))
+                tr.side[k] = s
+        for tr in tracks:
+            if tr.confirmed and tr.pending:
+                for k, direction in tr.pending:
+                    tr.events += 1
+                    agg.crossed(k, direction)
+                del tr.pending[:]
+
+    def _visit_end(self, tr, z):
+        # the visit lasted until the frame after the last one inside
+        period = 100 if self.sensor == "ld2450" else 67
+        self.agg.visit_ended(z, ticks_diff(tr.last_inside[z], tr.visit_start[z]) + period)
+        tr.visit_start[z] = None
+        tr.first_inside[z] = None
+
+    def _end(self, tr, t):
+        for z in range(len(self.zones)):
+            if tr.visit_start[z] is not None:
+                self._visit_end(tr, z)
+        # classified only if its head was in view at some point (height > 0)
+        if tr.confirmed and tr.events and self.agg.heights and tr.height > 0:
+            self.agg.classified(tr.height)
+
+    def finish(self, t):
+        """End every visit now (the end of a recording, or a reconfiguration)."""
+        for tr in self.tracker.tracks:
+            self._end(tr, t)
+        self.tracker.tracks = []
+
+    def close_interval(self, t):
+        """Aggregates of the interval ending at t; visits still going on carry over."""
+        return self.agg.close()

@@ -1,0 +1,192 @@
+# Multi-target tracker for a handful of people (radar: at most 3 reported,
+# ToF: a few heads under the sensor).
+#
+# Association is greedy on predicted distance: with at most ~3 detections
+# and ~10 tracks per frame, sorting the few gated pairs is cheaper than the
+# Hungarian algorithm and gives the same assignment except in contrived
+# ties (two tracks equidistant to two detections), which the next frame
+# corrects.
+#
+# The sensors' known failures, and what the tracker does about them:
+# - the radar stops reporting someone who stands still: a track that was
+#   slow and inside a zone is kept (coasting, not moving) for still_hold_s;
+# - two people merge into one target and split again: the unmatched track
+#   coasts for a grace period and picks the second target up when it
+#   reappears;
+# - ghosts: a new track must be seen in several frames and, on the radar,
+#   move a few decimetres before it counts (a ghost sits still and fades);
+# - slot renumbering: association is by position, never by slot.
+from .clock import ticks_diff
+
+
+class Track:
+    def __init__(self, tid, x, y, t, height, n_zones, n_lines):
+        self.id = tid
+        self.x = x
+        self.y = y
+        self.vx = 0.0
+        self.vy = 0.0
+        self.t = t                    # last detection (ticks ms)
+        self.t_pos = t                # time of (x, y)
+        self.x0 = x
+        self.y0 = y
+        self.born = t
+        self.hits = 1
+        self.confirmed = False
+        self.height = height
+        self.events = 0               # visits started or lines crossed
+        self.visit_start = [None] * n_zones
+        self.last_inside = [None] * n_zones
+        self.first_inside = [None] * n_zones   # while still tentative
+        self.side = [0] * n_lines
+        self.pending = []             # crossings seen before confirmation
+        # standing still is judged from the displacement over a second, not
+        # from the velocity estimate, which the radar's jitter keeps noisy
+        self.ref_x = x
+        self.ref_y = y
+        self.ref_t = t
+        self.slow = False
+        self.slow_since = None
+
+    def speed(self):
+        return (self.vx * self.vx + self.vy * self.vy) ** 0.5
+
+
+# The radar keeps reporting someone who stops for several seconds before it
+# drops them; a track lost sooner after slowing down left the view (a door).
+STILL_BEFORE_DROP_MS = 2000
+
+
+class TrackerParams:
+    """Physical parameters, per sensor (docs/accuracy.md explains each)."""
+
+    def __init__(self, gate_mm, gate_speed_mm_s, confirm_hits, confirm_move_mm, grace_ms,
+                 still_speed_mm_s, still_hold_ms, max_tracks=12):
+        self.gate_mm = gate_mm                     # association radius at zero time gap
+        self.gate_speed_mm_s = gate_speed_mm_s     # plus this much per second since last seen
+        self.confirm_hits = confirm_hits           # detections before a track counts
+        self.confirm_move_mm = confirm_move_mm     # and how far it must have moved
+        self.grace_ms = grace_ms                   # how long a lost moving track coasts
+        self.still_speed_mm_s = still_speed_mm_s   # slower than this is standing still
+        self.still_hold_ms = still_hold_ms         # how long a still, lost person is kept
+        self.max_tracks = max_tracks
+
+
+RADAR = TrackerParams(gate_mm=700, gate_speed_mm_s=1800, confirm_hits=3, confirm_move_mm=300,
+                      grace_ms=1500, still_speed_mm_s=250, still_hold_ms=60000)
+# Under the ToF sensor a person is in view for about a second and flickers at
+# the edges: confirm after 2 frames, bridge gaps of 0.7 s (0.9 m of walking).
+TOF = TrackerParams(gate_mm=600, gate_speed_mm_s=1800, confirm_hits=2, confirm_move_mm=0,
+                    grace_ms=700, still_speed_mm_s=250, still_hold_ms=700)
+
+
+class Tracker:
+    def __init__(self, params, n_zones, n_lines):
+        self.p = params
+        self.n_zones = n_zones
+        self.n_lines = n_lines
+        self.tracks = []
+        self.ended = []               # tracks removed in the last update
+        self._next_id = 1
+        self._pairs = []
+        self._used = bytearray(16)
+
+    def predict(self, tr, t):
+        dt = ticks_diff(t, tr.t_pos) / 1000.0
+        return tr.x + tr.vx * dt, tr.y + tr.vy * dt
+
+    def update(self, dets, n, t, in_zone):
+        """dets[0:n] are [x, y, height]; in_zone(x, y) tells whether a point
+        is in any zone (for holding still people). Returns the live tracks."""
+        p = self.p
+        pairs = self._pairs
+        del pairs[:]
+        for ti in range(len(self.tracks)):
+            tr = self.tracks[ti]
+            px, py = self.predict(tr, t)
+            # a lost walker may have gone a second's walk; a person held
+            # while standing is where they stood (so passers-by cannot take
+            # over their track)
+            lost_s = ticks_diff(t, tr.t) / 1000.0
+            gate = p.gate_mm if tr.slow else p.gate_mm + p.gate_speed_mm_s * min(lost_s, 1.0)
+            for di in range(n):
+                dx = dets[di][0] - px
+                dy = dets[di][1] - py
+                d2 = dx * dx + dy * dy
+                if d2 < gate * gate:
+                    # confirmed tracks first at equal distance: keep identities stable
+                    pairs.append((d2 - (1 if tr.confirmed else 0), ti, di))
+        pairs.sort()
+        used = self._used
+        for k in range(len(used)):
+            used[k] = 0
+        matched_tracks = set()
+        for _, ti, di in pairs:
+            if ti in matched_tracks or used[di]:
+                continue
+            matched_tracks.add(ti)
+            used[di] = 1
+            self._correct(self.tracks[ti], dets[di], t)
+        del self.ended[:]
+        keep = []
+        for ti in range(len(self.tracks)):
+            tr = self.tracks[ti]
+            if ti in matched_tracks:
+                keep.append(tr)
+                continue
+            lost = ticks_diff(t, tr.t)
+            if not tr.confirmed:
+                alive = lost < 300
+            elif (tr.slow and ticks_diff(tr.t, tr.slow_since) >= STILL_BEFORE_DROP_MS
+                  and in_zone(tr.x, tr.y)):
+                alive = lost < max(p.still_hold_ms, p.grace_ms)
+                tr.vx = tr.vy = 0.0
+            else:
+                alive = lost < p.grace_ms
+                if alive:  # coast along the last heading
+                    tr.x, tr.y = self.predict(tr, t)
+                    tr.t_pos = t
+            if alive:
+                keep.append(tr)
+            else:
+                self.ended.append(tr)
+        self.tracks = keep
+        for di in range(n):
+            if not used[di] and len(self.tracks) < p.max_tracks:
+                d = dets[di]
+                self.tracks.append(Track(self._next_id, d[0], d[1], t, d[2], self.n_zones, self.n_lines))
+                self._next_id += 1
+        return self.tracks
+
+    def _correct(self, tr, det, t):
+        dt = ticks_diff(t, tr.t_pos) / 1000.0
+        px, py = tr.x + tr.vx * dt, tr.y + tr.vy * dt
+        # alpha-beta filter: smooth position, velocity from the innovation
+        rx, ry = det[0] - px, det[1] - py
+        tr.x = px + 0.6 * rx
+        tr.y = py + 0.6 * ry
+        if dt > 0:
+            tr.vx += 0.4 * rx / dt
+            tr.vy += 0.4 * ry / dt
+            # a person walks at most ~2.5 m/s: clamp noise-driven velocity
+            s = tr.speed()
+            if s > 2500:
+                tr.vx *= 2500 / s
+                tr.vy *= 2500 / s
+        tr.t = tr.t_pos = t
+        tr.hits += 1
+        span = ticks_diff(t, tr.ref_t)
+        if span >= 1000:
+            dx, dy = tr.x - tr.ref_x, tr.y - tr.ref_y
+            tr.slow = (dx * dx + dy * dy) ** 0.5 * 1000 / span < self.p.still_speed_mm_s
+            if not tr.slow:
+                tr.slow_since = None
+            elif tr.slow_since is None:
+                tr.slow_since = tr.ref_t
+            tr.ref_x, tr.ref_y, tr.ref_t = tr.x, tr.y, t
+        if det[2] > tr.height:
+            tr.height = det[2]
+        if not tr.confirmed and tr.hits >= self.p.confirm_hits:
+            dx, dy = tr.x - tr.x0, tr.y - tr.y0
+            if dx * dx + dy * dy >= self.p.confirm_move_mm * self.p.confirm_move_mm:
+                tr.confirmed = True
