@@ -1,0 +1,330 @@
+# The persistent report queue: nothing measured is lost, nothing is sent twice.
+#
+# Every finished interval becomes a *record* appended to a write-ahead log
+# on flash before anything else happens to it. Records leave the queue only
+# when the modem has taken the uplink that carries them (an *ack* entry).
+#
+# Log file. Two files, "<name>.a" and "<name>.b"; one is current. A file is
+#     H(generation) S(state) I(record)* C   then appended I / A entries
+# (flashfs.frame: magic, type, length, payload, CRC-32). Loading takes the
+# file with the highest generation that has its C (commit) entry, replays
+# it, and stops at the first entry that fails its CRC: a torn append loses
+# only the entry being written, never an earlier one. Compaction writes
+# the live records to the *other* file under the next generation; until
+# its C is on flash the old file stays in force. A load that found a torn
+# tail compacts at once, so nothing is ever appended after garbage.
+#
+# Records. [seq, span, interval_s, zones, lines, heights, tot] where seq
+# counts base intervals from 0 (not wrapped: the uplink sends seq mod
+# 2^16), span is how many base intervals the record covers, zones are
+# [visits, person_s, max_occupancy, dwell counts or None], lines are
+# [in, out, total_in, total_out], heights is 0 (no height classes), None
+# (withheld) or [children, adults], and tot holds the cumulative
+# [in, out] of all four line slots after the record (what the node
+# restores after a reset). A record I(seq, span) replaces every record
+# inside [seq, seq + span) on replay: that is how merges are logged, and
+# why replaying a log twice gives the same queue.
+#
+# Overflow (more than max_records): the oldest two adjacent records of
+# equal span are merged (else the oldest two that can be): visits,
+# person_s, line in/out and histogram counts add up, max_occupancy is the
+# larger, totals are the later record's (cumulative, so crossings merge
+# losslessly), spans add. Spans grow like a binary counter, so an outage
+# of any length fits in max_records records with the oldest time coarsest.
+# A histogram withheld in either record is withheld in the merge (a sum of
+# the other alone would understate it). Records whose sums would overflow
+# the payload's field widths, or that differ in interval length, zones,
+# lines or height classes, are not merged with each other; if no pair can
+# be merged the queue grows past max_records rather than drop anything.
+import json
+
+from vistelse_node import flashfs
+
+SEQ, SPAN, INTERVAL_S, ZONES, LINES, HEIGHTS, TOT = 0, 1, 2, 3, 4, 5, 6
+LINE_SLOTS = 4
+U16 = 0xFFFF
+U32 = 0xFFFFFFFF
+
+
+def _dumps(obj):
+    return json.dumps(obj).encode()
+
+
+def _loads(data):
+    return json.loads(data)
+
+
+def record_from_interval(seq, interval, interval_s, tot):
+    """A queue record from the pipeline's interval dict (the decoded form)."""
+    zones = []
+    for z in interval["zones"]:
+        hist = z.get("dwell_hist")
+        zones.append([z["visits"], z["person_s"], z["max_occupancy"],
+                      None if hist is None else list(hist["counts"])])
+    lines = []
+    for ln in interval["lines"]:
+        lines.append([ln["in"], ln["out"], ln["total_in"], ln["total_out"]])
+    if "height_classes" in interval:
+        hc = interval["height_classes"]
+        heights = None if hc is None else list(hc["counts"])
+    else:
+        heights = 0
+    return [seq, 1, interval_s, zones, lines, heights, list(tot)]
+
+
+DWELL_EDGES_S = [0, 5, 15, 60, 300, 900, 3600]
+HEIGHT_EDGES_MM = [0, 1400]
+
+
+def interval_from_record(rec):
+    """The decoded-form interval dict (what vistelse_mcodec.encode_uplink takes)."""
+    zones = []
+    for z in rec[ZONES]:
+        zones.append({"visits": z[0], "person_s": z[1], "max_occupancy": z[2],
+                      "dwell_hist": None if z[3] is None else {"edges_s": DWELL_EDGES_S, "counts": z[3]}})
+    lines = []
+    for ln in rec[LINES]:
+        lines.append({"in": ln[0], "out": ln[1], "total_in": ln[2] & U16, "total_out": ln[3] & U16})
+    iv = {"seq": rec[SEQ] & U16, "span": rec[SPAN], "duration_s": rec[SPAN] * rec[INTERVAL_S],
+          "zones": zones, "lines": lines}
+    if rec[HEIGHTS] != 0:
+        hc = rec[HEIGHTS]
+        iv["height_classes"] = None if hc is None else {"edges_mm": HEIGHT_EDGES_MM, "counts": hc}
+    return iv
+
+
+def same_shape(a, b):
+    """Records that can share one report (and be merged)."""
+    return (a[INTERVAL_S] == b[INTERVAL_S] and len(a[ZONES]) == len(b[ZONES])
+            and len(a[LINES]) == len(b[LINES]) and (a[HEIGHTS] == 0) == (b[HEIGHTS] == 0))
+
+
+def _add_counts(a, b, limit):
+    if a is None or b is None:
+        return None
+    out = [a[k] + b[k] for k in range(len(a))]
+    for v in out:
+        if v > limit:
+            return False
+    return out
+
+
+def merge(a, b):
+    """The merge of adjacent records a (older) and b, or None if they cannot."""
+    if a[SEQ] + a[SPAN] != b[SEQ] or not same_shape(a, b) or a[SPAN] + b[SPAN] > U16:
+        return None
+    zones = []
+    for i in range(len(a[ZONES])):
+        za, zb = a[ZONES][i], b[ZONES][i]
+        visits, person_s = za[0] + zb[0], za[1] + zb[1]
+        hist = _add_counts(za[3], zb[3], U16)
+        if visits > U16 or person_s > U32 or hist is False:
+            return None
+        zones.append([visits, person_s, max(za[2], zb[2]), hist])
+    lines = []
+    for i in range(len(a[LINES])):
+        la, lb = a[LINES][i], b[LINES][i]
+        if la[0] + lb[0] > U16 or la[1] + lb[1] > U16:
+            return None
+        lines.append([la[0] + lb[0], la[1] + lb[1], lb[2], lb[3]])
+    heights = 0
+    if a[HEIGHTS] != 0:
+        heights = _add_counts(a[HEIGHTS], b[HEIGHTS], U16)
+        if heights is False:
+            return None
+    return [a[SEQ], a[SPAN] + b[SPAN], a[INTERVAL_S], zones, lines, heights, list(b[TOT])]
+
+
+class Queue:
+    """Records oldest first in `self.records`; `end_ticks` parallel to it
+    (ticks_ms when the record's last interval ended, or None when that was
+    before this start: the age is then unknown)."""
+
+    def __init__(self, fs, name="queue", max_records=48, compact_bytes=6144):
+        self.fs = fs
+        self.files = (name + ".a", name + ".b")
+        self.max_records = max_records
+        self.compact_bytes = compact_bytes
+        self.records = []
+        self.end_ticks = []
+        self.next_seq = 0
+        self.acked = 0
+        self.tot = [0] * (2 * LINE_SLOTS)
+        self.merged = False          # an overflow merge happened (health flag queue_merged)
+        self.gen = 0
+        self.cur = 0
+        self.size = 0                # bytes in the current file
+        self.dirty = False           # RAM holds more than flash: compact when possible
+        self._load()
+
+    # --- loading ------------------------------------------------------------
+
+    def _replay(self, found):
+        gen = None
+        committed = False
+        records = []
+        next_seq = acked = 0
+        tot = [0] * (2 * LINE_SLOTS)
+        best_end = -1
+        for kind, payload in found:
+            try:
+                value = _loads(payload)
+            except ValueError:
+                break
+            if kind == "H":
+                gen = value
+            elif kind == "S":
+                next_seq, acked, tot = value[0], value[1], list(value[2])
+                best_end = next_seq
+            elif kind == "I":
+                seq, end = value[SEQ], value[SEQ] + value[SPAN]
+                if end > next_seq:
+                    next_seq = end
+                if end >= best_end:
+                    best_end = end
+                    tot = list(value[TOT])
+                if end <= acked:
+                    continue
+                keep = []
+                placed = False
+                for r in records:
+                    if r[SEQ] >= seq and r[SEQ] + r[SPAN] <= end:
+                        continue          # replaced (merged into value)
+                    if not placed and r[SEQ] > seq:
+                        keep.append(value)
+                        placed = True
+                    keep.append(r)
+                if not placed:
+                    keep.append(value)
+                records = keep
+            elif kind == "A":
+                if value > acked:
+                    acked = value
+                records = [r for r in records if r[SEQ] + r[SPAN] > acked]
+            elif kind == "C":
+                committed = True
+        return gen, committed, records, next_seq, acked, tot
+
+    def _load(self):
+        best = None
+        for i in range(2):
+            data = self.fs.read(self.files[i])
+            if not data:
+                continue
+            found, torn = flashfs.entries(data)
+            gen, committed, records, next_seq, acked, tot = self._replay(found)
+            if gen is None or not committed:
+                continue
+            if best is None or gen > best[0]:
+                best = (gen, i, records, next_seq, acked, tot, torn, len(data))
+        if best is None:
+            self.gen = 0
+            self.cur = 1          # so the first compaction writes file "a"
+            self.compact()
+            return
+        self.gen, self.cur, self.records, self.next_seq, self.acked, self.tot, torn, self.size = best
+        self.end_ticks = [None] * len(self.records)
+        if torn:
+            self.compact()
+
+    # --- writing ------------------------------------------------------------
+
+    def _append(self, kind, value):
+        data = flashfs.frame(kind, _dumps(value))
+        try:
+            self.fs.append(self.files[self.cur], data)
+            self.size += len(data)
+        except OSError:
+            self.dirty = True
+        if self.dirty or self.size > self.compact_bytes:
+            self.compact()
+
+    def compact(self):
+        """Write the live queue to the other file under the next generation."""
+        other = 1 - self.cur
+        name = self.files[other]
+        gen = self.gen + 1
+        try:
+            data = flashfs.frame("H", _dumps(gen)) + flashfs.frame(
+                "S", _dumps([self.next_seq, self.acked, self.tot]))
+            self.fs.replace(name, data)
+            size = len(data)
+            for r in self.records:
+                data = flashfs.frame("I", _dumps(r))
+                self.fs.append(name, data)
+                size += len(data)
+            data = flashfs.frame("C", b"1")
+            self.fs.append(name, data)
+            size += len(data)
+        except OSError:
+            self.dirty = True
+            return False
+        self.gen, self.cur, self.size, self.dirty = gen, other, size, False
+        return True
+
+    # --- the queue ----------------------------------------------------------
+
+    def __len__(self):
+        return len(self.records)
+
+    def totals(self, slot):
+        return self.tot[2 * slot], self.tot[2 * slot + 1]
+
+    def append(self, interval, interval_s, tot, end_tick=None):
+        """Persist a finished interval; return its sequence number.
+
+        `tot` is the cumulative [in, out] of the four line slots after it.
+        """
+        rec = record_from_interval(self.next_seq, interval, interval_s, tot)
+        self.records.append(rec)
+        self.end_ticks.append(end_tick)
+        self.next_seq += 1
+        self.tot = list(tot)
+        self._append("I", rec)
+        while len(self.records) > self.max_records and self._merge_one():
+            pass
+        return rec[SEQ]
+
+    def _merge_one(self):
+        pick = -1
+        first = -1
+        for i in range(len(self.records) - 1):
+            m = merge(self.records[i], self.records[i + 1])
+            if m is None:
+                continue
+            if first < 0:
+                first = i
+            if self.records[i][SPAN] == self.records[i + 1][SPAN]:
+                pick = i
+                break
+        if pick < 0:
+            pick = first
+        if pick < 0:
+            return False
+        merged = merge(self.records[pick], self.records[pick + 1])
+        self.records[pick:pick + 2] = [merged]
+        self.end_ticks[pick:pick + 2] = [self.end_ticks[pick + 1]]
+        self.merged = True
+        self._append("I", merged)
+        return True
+
+    def batch(self, limit):
+        """Up to `limit` oldest records that can share one report."""
+        out = []
+        for r in self.records:
+            if len(out) >= limit or (out and not same_shape(out[0], r)):
+                break
+            out.append(r)
+        return out
+
+    def ack(self, upto):
+        """Drop every record that ends at or before sequence number `upto`."""
+        if upto <= self.acked:
+            return
+        n = 0
+        while n < len(self.records) and self.records[n][SEQ] + self.records[n][SPAN] <= upto:
+            n += 1
+        self.acked = upto
+        del self.records[:n]
+        del self.end_ticks[:n]
+        self._append("A", upto)
