@@ -1,0 +1,1 @@
+# LoRaWAN AT modems behind one interface (base.Modem).

@@ -1,0 +1,183 @@
+# Seeed Wio-E5 (LoRa-E5 AT firmware): AT commands at 9600 baud.
+#
+# Every reply starts with "+<COMMAND>:"; an uplink answers "Start" at once
+# and "Done" after the receive windows, with "PORT: 2; RX: \"…\"" for a
+# downlink and "ACK Received" for an acknowledged confirmed uplink in
+# between. Refusals come at once: "Please join network first", "No band in
+# <ms>ms" (duty cycle), "Length error <n>", "LoRaWAN modem is busy".
+# AT+LW=LEN tells the payload room at the current data rate, MAC
+# commands included, where the firmware knows it.
+from vistelse_node import airtime
+from vistelse_node.modem import base
+from vistelse_node.modem.base import ModemError, first_int, is_hex, from_hex, to_hex
+
+
+def _reply_of(cmd):
+    tag = "+" + cmd.upper() + ":"
+
+    def done(line):
+        u = line.upper()
+        return u.startswith(tag) or u.startswith("+AT:") or "ERROR" in u
+    return done
+
+
+class WioE5(base.Modem):
+    name = "wioe5"
+    baudrate = 9600
+
+    def __init__(self, uart, clock, **kw):
+        base.Modem.__init__(self, uart, clock, **kw)
+        self.port = None
+        self._join_ok = False
+        self._acked = False
+        self._msg = "MSGHEX"
+
+    def _cmd(self, text, name=None, timeout_ms=None):
+        if name is None:
+            name = text[3:].split("=")[0]
+        lines = self.command(text, _reply_of(name), timeout_ms)
+        last = lines[-1]
+        if "ERROR" in last.upper():
+            raise ModemError(base.ERROR, last)
+        return lines
+
+    def setup(self, dev_eui, join_eui, app_key, adr=True):
+        for _ in range(3):
+            try:
+                self.command("AT", _reply_of("AT"), 500)
+                break
+            except ModemError:
+                pass
+        self._cmd("AT+MODE=LWOTAA")
+        self._cmd("AT+DR=EU868")
+        self._cmd('AT+ID=DevEui,"%s"' % dev_eui.upper(), "ID")
+        self._cmd('AT+ID=AppEui,"%s"' % join_eui.upper(), "ID")
+        self._cmd('AT+KEY=APPKEY,"%s"' % app_key.upper(), "KEY")
+        self._cmd("AT+CLASS=A")
+        self._cmd("AT+ADR=" + ("ON" if adr else "OFF"))
+
+    def _refusal(self, line):
+        u = line.upper()
+        if "JOIN NETWORK FIRST" in u or "NOT JOINED" in u:
+            return ModemError(base.NOT_JOINED, line)
+        if "NO BAND" in u or "DUTY" in u:
+            return ModemError(base.DUTY_CYCLE, line, first_int(line, u.find("BAND")) or 0)
+        if "LENGTH" in u:
+            return ModemError(base.LENGTH, line)
+        if "BUSY" in u:
+            return ModemError(base.BUSY, line)
+        if "ERROR" in u:
+            return ModemError(base.ERROR, line)
+        return None
+
+    def _start_join(self):
+        self._join_ok = False
+        self._already = False
+        for line in self.command("AT+JOIN", _reply_of("JOIN")):
+            if "ALREADY" in line.upper():
+                self._already = True
+                return
+            err = self._refusal(line)
+            if err is not None:
+                raise err
+
+    def join(self):
+        base.Modem.join(self)
+        if self._already and self.state == base.JOINING:   # the module kept its session
+            self._joined()
+
+    def _start_send(self, port, data, confirmed):
+        if self.port != port:
+            self._cmd("AT+PORT=%d" % port)
+            self.port = port
+        self._msg = "CMSGHEX" if confirmed else "MSGHEX"
+        self._acked = False
+        lines = self.command('AT+%s="%s"' % (self._msg, to_hex(data)), _reply_of(self._msg))
+        for line in lines:
+            err = self._refusal(line)
+            if err is not None:
+                raise err
+
+    def _query_dr(self):
+        try:
+            lines = self.command("AT+DR", _reply_of("DR"))
+        except ModemError:
+            return None
+        for line in lines:
+            u = line.upper()
+            at = u.find("DR", 3)
+            if at >= 0:
+                v = first_int(u, at)
+                if v is not None and 0 <= v <= 15:
+                    return v
+        return None
+
+    def max_payload(self):
+        try:
+            lines = self.command("AT+LW=LEN", _reply_of("LW"))
+            for line in lines:
+                if "LEN" in line.upper():
+                    v = first_int(line, line.upper().find("LEN"))
+                    if v is not None and 0 < v <= 242:
+                        return v
+        except ModemError:
+            pass
+        return base.Modem.max_payload(self)
+
+    def _event(self, line):
+        u = line.upper()
+        if u.startswith("+JOIN:"):
+            if self.state != base.JOINING or self._replies is not None and (
+                    "START" in u or "NORMAL" in u or "ALREADY" in u or self._refusal(line) is not None):
+                return False              # the immediate reply to AT+JOIN
+            if "FAIL" in u:
+                self._join_ok = False
+            elif "JOINED" in u or "DEVADDR" in u:
+                self._join_ok = True
+            elif "DONE" in u:
+                if self._join_ok:
+                    self._joined()
+                else:
+                    self._join_failed("join failed")
+            return True
+        if u.startswith("+MSGHEX:") or u.startswith("+CMSGHEX:") or u.startswith("+MSG:") or u.startswith("+CMSG:"):
+            if self.state != base.SENDING or self._replies is not None and (
+                    "START" in u or "WAIT" in u or self._refusal(line) is not None):
+                return False              # the immediate reply to a send command
+            if "ACK RECEIVED" in u:
+                self._acked = True
+            elif "PORT" in u and "RX" in u:
+                port = first_int(line, u.find("PORT"))
+                q1 = line.find('"')
+                q2 = line.rfind('"')
+                text = line[q1 + 1:q2].replace(" ", "") if 0 <= q1 < q2 else ""
+                if port is not None and is_hex(text):
+                    self._emit("downlink", port, from_hex(text))
+            elif "DONE" in u:
+                self._sent(self._acked if self._msg == "CMSGHEX" else True)
+            return True
+        if u.startswith("+LOWPOWER:"):
+            return self._replies is None      # "WAKEUP" arrives unasked
+        return False
+
+    def sleep(self):
+        if self.busy():
+            return False
+        try:
+            self.command("AT+LOWPOWER", _reply_of("LOWPOWER"))
+        except ModemError:
+            return False
+        self.state = base.ASLEEP
+        return True
+
+    def wake(self):
+        if self.state != base.ASLEEP:
+            return
+        self.state = base.IDLE
+        self.uart.write(b"\xff\xff\xff\xff")
+        for _ in range(3):
+            try:
+                self.command("AT", _reply_of("AT"), 500)
+                return
+            except ModemError:
+                pass

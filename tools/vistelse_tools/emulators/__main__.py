@@ -1,0 +1,5 @@
+import sys
+
+from .pty_server import main
+
+sys.exit(main())

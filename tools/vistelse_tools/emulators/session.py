@@ -1,0 +1,179 @@
+# A simulated LoRaWAN class A session, as a modem sees it (EU868).
+#
+# Runs under CPython and MicroPython (the end-to-end node test). Time is
+# whatever `now_ms()` returns: plain, non-wrapping milliseconds.
+try:
+    from vistelse_node import airtime
+except ImportError:       # pragma: no cover - firmware not on the path
+    airtime = None
+
+JOIN_REQUEST_BYTES = 23           # PHYPayload of a join request
+RX1_DELAY_MS = 1000
+RX2_DELAY_MS = 2000
+JOIN_ACCEPT_DELAY1_MS = 5000
+JOIN_ACCEPT_DELAY2_MS = 6000
+# EU868 default channels 868.1, 868.3 and 868.5 MHz all lie in sub-band g1
+# (868.0-868.6 MHz, 1 % duty cycle); the band table allows others.
+BANDS = {"g1": 10, "g2": 10, "g3": 100}     # permille
+CHANNELS = ((868100000, "g1"), (868300000, "g1"), (868500000, "g1"))
+
+# outcomes of an uplink request
+OK = "ok"
+NOT_JOINED = "not_joined"
+LENGTH = "length"
+DUTY = "duty"
+BUSY = "busy"
+
+
+class Random:
+    """A small deterministic generator (xorshift32), the same in both runtimes."""
+
+    def __init__(self, seed=1):
+        self.state = (seed * 2654435761) & 0xFFFFFFFF or 1
+
+    def next(self):
+        x = self.state
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.state = x
+        return x
+
+    def chance(self, rate):
+        return rate > 0 and (self.next() % 1000000) < int(rate * 1000000)
+
+
+class Session:
+    """What the modem and the network agree on.
+
+    on_uplink(dict) gets every uplink that went on air: dev_eui (hex),
+    fport, data (bytes), fcnt, dr, confirmed, airtime_us. downlinks(dev_eui)
+    -> (fport, bytes[, confirmed]) or None is asked after each uplink, the
+    way a class A device receives (e.g. NetworkServer.next_downlink);
+    queue_downlink() adds to the session's own queue.
+
+    Failures, each a probability per attempt: join_fail_rate (no join
+    accept), busy_rate (the modem answers busy), ack_fail_rate (a confirmed
+    uplink gets no ack), mac_rate (the network's MAC commands take FOpts
+    room in the next uplink, so a payload that fitted no longer does).
+    join_failures fails the first N joins.
+    """
+
+    def __init__(self, now_ms, dev_eui="0000000000000000", dr=5, adr=True, on_uplink=None, on_join=None,
+                 downlinks=None, join_failures=0, join_fail_rate=0.0, busy_rate=0.0, ack_fail_rate=0.0,
+                 mac_rate=0.0, seed=1):
+        self.now_ms = now_ms
+        self.dev_eui = dev_eui.lower()
+        self.dr = dr
+        self.adr = adr
+        self.on_uplink = on_uplink
+        self.on_join = on_join
+        self.downlink_source = downlinks
+        self.queued = []
+        self.join_failures = join_failures
+        self.join_fail_rate = join_fail_rate
+        self.busy_rate = busy_rate
+        self.ack_fail_rate = ack_fail_rate
+        self.mac_rate = mac_rate
+        self.rng = Random(seed)
+        self.joined = False
+        self.dev_addr = None
+        self.joins = 0
+        self.fcnt_up = 0
+        self.fcnt_down = 0
+        self.fopts = 0                # MAC command bytes waiting to ride in FOpts
+        self.band_free_at = {}        # band -> ms
+        self.channel = 0
+        self.uplinks = []             # everything that went on air, for tests
+        self.airtime_us_total = 0
+
+    # --- radio rules ----------------------------------------------------------
+
+    def max_payload(self, dr=None):
+        return airtime.max_payload(self.dr if dr is None else dr)
+
+    def room(self):
+        """Application bytes that fit the next uplink (FOpts take their share)."""
+        return self.max_payload() - self.fopts
+
+    def _band(self):
+        return CHANNELS[self.channel % len(CHANNELS)][1]
+
+    def wait_ms(self):
+        """How long until the next channel's sub-band may transmit again."""
+        free = self.band_free_at.get(self._band(), 0)
+        return max(0, free - self.now_ms())
+
+    def _transmit(self, phy_payload_len, overhead):
+        t_us = airtime.time_on_air_us(phy_payload_len, airtime.EU868_DR[self.dr][0], overhead=overhead)
+        band = self._band()
+        permille = BANDS[band]
+        self.band_free_at[band] = self.now_ms() + (t_us * 1000 // permille) // 1000
+        self.channel += 1
+        self.airtime_us_total += t_us
+        return t_us
+
+    # --- join -----------------------------------------------------------------
+
+    def join(self):
+        """One join attempt: (accepted, ms until the modem knows)."""
+        t_us = self._transmit(JOIN_REQUEST_BYTES, 0)
+        self.joins += 1
+        fail = self.joins <= self.join_failures or self.rng.chance(self.join_fail_rate)
+        if fail:
+            return False, t_us // 1000 + JOIN_ACCEPT_DELAY2_MS + 500
+        self.joined = True
+        self.dev_addr = "26%06x" % (self.rng.next() & 0xFFFFFF)
+        self.fcnt_up = 0
+        self.fcnt_down = 0
+        self.fopts = 0
+        if self.on_join:
+            self.on_join(self.dev_eui)
+        return True, t_us // 1000 + JOIN_ACCEPT_DELAY1_MS + 100
+
+    # --- uplink ---------------------------------------------------------------
+
+    def check(self, length):
+        """Why an uplink of `length` bytes could not go now, or OK."""
+        if not self.joined:
+            return NOT_JOINED
+        if self.rng.chance(self.busy_rate):
+            return BUSY
+        if self.wait_ms() > 0:
+            return DUTY
+        if length > self.room():
+            return LENGTH
+        return OK
+
+    def uplink(self, fport, data, confirmed=False):
+        """Put an uplink on air (check() said OK). Returns
+        (ms until the RX windows are over, downlink or None, acked)."""
+        t_us = self._transmit(len(data) + self.fopts, 13)
+        self.fopts = 0
+        up = {"dev_eui": self.dev_eui, "fport": fport, "data": bytes(data), "fcnt": self.fcnt_up,
+              "dr": self.dr, "confirmed": confirmed, "airtime_us": t_us}
+        self.fcnt_up += 1
+        self.uplinks.append(up)
+        if self.on_uplink:
+            self.on_uplink(up)
+        down = None
+        if self.queued:
+            down = self.queued.pop(0)
+        elif self.downlink_source is not None:
+            down = self.downlink_source(self.dev_eui)
+        acked = not confirmed or not self.rng.chance(self.ack_fail_rate)
+        if down is not None:
+            down = (down[0], bytes(down[1]))
+            self.fcnt_down += 1
+        if self.rng.chance(self.mac_rate):
+            self.fopts = 3 + self.rng.next() % 8      # e.g. LinkADRAns, DevStatusAns, ...
+        return t_us // 1000 + RX2_DELAY_MS + 200, down, acked
+
+    def queue_downlink(self, fport, data):
+        self.queued.append((fport, bytes(data)))
+
+    def set_dr(self, dr):
+        """The network (ADR) or the device moves to another data rate."""
+        if dr not in airtime.EU868_DR:
+            raise ValueError("EU868 DR 0..5")
+        self.dr = dr
