@@ -141,7 +141,11 @@ def test_mac_commands_in_fopts_shrink_the_room(dialect):
     with pytest.raises(ModemError) as exc:
         modem.send(1, bytes(50))
     assert exc.value.cause == base.LENGTH
-    modem.send(1, bytes(46))
+    # as LoRaMac-node does, the modem sent the MAC commands alone (fPort 0):
+    # after the duty-cycle pause the whole room is back
+    assert session.fopts == 0 and session.mac_only_uplinks == 1
+    clock.advance(session.wait_ms())
+    modem.send(1, bytes(50))
     assert wait_event(clock, modem) == ("sent", True)
 
 

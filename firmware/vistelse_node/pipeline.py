@@ -23,6 +23,7 @@ class Pipeline:
         self.still_hold_s = still_hold_s
         self.mount = mount or {}
         self._dets = [[0.0, 0.0, 0.0] for _ in range(3)]
+        self.detections = self._dets       # x, y, height (mm) of the last radar frame's targets
         self.reader = ld2450_frames.FrameReader()
         self.tof = None
         if sensor == "vl53l5cx":
@@ -69,10 +70,12 @@ class Pipeline:
             got = self.reader.feed(b"")
 
     def feed_ld2450(self, frame, t):
+        """One 30-byte data frame; returns how many targets it held (in self.detections)."""
         n = ld2450_frames.parse_frame(frame, self._dets)
         for k in range(n):
             self._dets[k][2] = 0.0          # the radar gives no height
         self._step(self._dets, n, t)
+        return n
 
     def feed_tof(self, mm, status, t):
         dets, n = self.tof.feed(mm, status, t)

@@ -93,6 +93,15 @@ def interval_from_record(rec):
     return iv
 
 
+def without_breakdowns(rec):
+    """The record with its dwell histograms and height classes withheld."""
+    out = list(rec)
+    out[ZONES] = [[z[0], z[1], z[2], None] for z in rec[ZONES]]
+    if rec[HEIGHTS] != 0:
+        out[HEIGHTS] = None
+    return out
+
+
 def same_shape(a, b):
     """Records that can share one report (and be merged)."""
     return (a[INTERVAL_S] == b[INTERVAL_S] and len(a[ZONES]) == len(b[ZONES])

@@ -23,6 +23,11 @@ function mkdirs(FS, dir) {
 }
 
 function copyTree(FS, hostDir, boardDir) {
+  if (fs.statSync(hostDir).isFile()) {      // a single file, copied whatever its name
+    mkdirs(FS, boardDir.slice(0, boardDir.lastIndexOf('/')));
+    FS.writeFile(boardDir, fs.readFileSync(hostDir));
+    return;
+  }
   mkdirs(FS, boardDir);
   for (const entry of fs.readdirSync(hostDir, { withFileTypes: true })) {
     const host = path.join(hostDir, entry.name);

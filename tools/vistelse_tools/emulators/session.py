@@ -82,6 +82,7 @@ class Session:
         self.fcnt_up = 0
         self.fcnt_down = 0
         self.fopts = 0                # MAC command bytes waiting to ride in FOpts
+        self.mac_only_uplinks = 0
         self.band_free_at = {}        # band -> ms
         self.channel = 0
         self.uplinks = []             # everything that went on air, for tests
@@ -142,8 +143,20 @@ class Session:
         if self.wait_ms() > 0:
             return DUTY
         if length > self.room():
+            if self.fopts and length <= self.max_payload():
+                self._flush_mac()
             return LENGTH
         return OK
+
+    def _flush_mac(self):
+        """LoRaMac-node's answer when the application payload and the pending
+        MAC commands do not fit together: the MAC commands go alone (fPort 0,
+        an uplink the application never sees) and the application payload is
+        refused. The next attempt has the whole room again."""
+        self._transmit(self.fopts, 13)
+        self.fopts = 0
+        self.fcnt_up += 1
+        self.mac_only_uplinks += 1
 
     def uplink(self, fport, data, confirmed=False):
         """Put an uplink on air (check() said OK). Returns

@@ -1,0 +1,306 @@
+# The node: sensor frames in, authenticated aggregate reports out over
+# LoRaWAN, for years, unattended.
+#
+#     node = Node(node_file, sensor, modem, clock, fs, wdt=wdt, battery=adc_mv, reset_cause="watchdog")
+#     node.run()                     # or node.step() from your own loop
+#
+# One turn of the loop (step) never blocks for long: it feeds the watchdog,
+# drains the sensor's frames into the pipeline, closes the interval when
+# its time is up (the interval's aggregates go to the persistent queue
+# before anything else happens to them), lets the modem make progress, and
+# starts an uplink when the send policy allows. Everything the node does
+# with time goes through the injected clock and wrap-safe ticks.
+#
+# Time: the node has no wall clock. Intervals are counted from start-up;
+# each report says how long ago its last interval ended (age_s) and the
+# gateway places the intervals in time from the receive time. After a
+# reset, intervals queued before it have an unknown age: the report says
+# so (health bit time_lost) and the gateway places them by sequence number.
+#
+# What a reset loses: the interval in progress (at most interval_s of
+# counts). Finished intervals, the sequence number, cumulative line totals
+# and the configuration are on flash.
+import binascii
+
+import vistelse_mcodec as mcodec
+
+from vistelse_node import config as node_config
+from vistelse_node import health as node_health
+from vistelse_node import queue as report_queue
+from vistelse_node.clock import ticks_add, ticks_diff
+from vistelse_node.modem.base import ModemError, BUSY, DUTY_CYCLE, LENGTH, NOT_JOINED
+from vistelse_node.pipeline import Pipeline
+from vistelse_node.sendpolicy import SendPolicy
+
+FRAMES_PER_TURN = 4           # bounded work per turn keeps the watchdog fed
+IDLE_MS = 20                  # LD2450 frames every 100 ms, ToF every 67 ms
+RETRY_MS = 30000              # after a refused or failed uplink
+BUSY_RETRY_MS = 1000
+NO_FIT_RETRY_MS = 600000      # one interval does not fit this data rate: wait for ADR
+REJOIN_AFTER_FAILURES = 3     # failed uplinks in a row before a fresh join
+DUTY_DEFAULT_WAIT_MS = 60000  # the modem said "duty cycle" without saying how long
+
+
+class Node:
+    def __init__(self, node_file, sensor, modem, clock, fs, wdt=None, battery=None, reset_cause=None,
+                 budget_ms=None, log=None):
+        self.node_file = node_file
+        self.sensor = sensor
+        self.modem = modem
+        self.clock = clock
+        self.wdt = wdt
+        self.battery = battery
+        self.reset_cause = reset_cause
+        self.log = log or (lambda *a: None)
+        self.dev_eui = binascii.unhexlify(node_file["dev_eui"])
+        self.tag_key = binascii.unhexlify(node_file["tag_key"])
+        self.kind = node_file["sensor"]
+        self.mount = node_file.get("mount") or {}
+        self.config = node_config.ConfigStore(fs, node_file)
+        self.queue = report_queue.Queue(fs)
+        self.health = node_health.Health()
+        self.watch = node_health.SensorWatch(clock, self.health)
+        self.policy = SendPolicy(clock) if budget_ms is None else SendPolicy(clock, budget_ms)
+        cfg = self.config.current
+        self.in_force = cfg
+        self._build_pipeline(cfg)
+        self._set_sensor_mode(cfg["sensor_mode"])
+        self.pending = None           # accepted configuration, in force from the next interval
+        now = clock.ticks_ms()
+        self.interval_end = ticks_add(now, cfg["interval_s"] * 1000)
+        self.next_try = now
+        self.in_flight = None         # (sequence number acknowledged by the uplink, bytes, dr)
+        self.batch_limit = 64
+        self.fail_streak = 0
+        self.sent = 0                 # uplinks handed over since start
+        self.rejected = []            # reasons of rejected downlinks (for the REPL and tests)
+
+    # --- the loop -----------------------------------------------------------------
+
+    def run(self):
+        while True:
+            self.step()
+            self.clock.sleep_ms(IDLE_MS)
+
+    def step(self):
+        if self.wdt is not None:
+            self.wdt.feed()
+        self._read_sensor()
+        if self.watch.check():
+            self.log("sensor silent: re-initialising")
+            try:
+                self.sensor.reinit()
+            except OSError as exc:
+                self.log("sensor re-initialisation failed:", exc)
+        while ticks_diff(self.clock.ticks_ms(), self.interval_end) >= 0:
+            self._close_interval()
+        self.modem.poll()
+        self.modem.maintain()
+        event = self.modem.take_event()
+        while event is not None:
+            self._on_modem(event)
+            event = self.modem.take_event()
+        self._maybe_send()
+
+    # --- sensor → pipeline ----------------------------------------------------------
+
+    def _read_sensor(self):
+        for _ in range(FRAMES_PER_TURN):
+            frame = self.sensor.read_frame()
+            if frame is None:
+                return
+            t = self.clock.ticks_ms()
+            if self.kind == "ld2450":
+                n = self.pipeline.feed_ld2450(frame, t)
+                self.watch.frame(node_health.radar_blocked(self.pipeline.detections, n))
+            else:
+                mm, status = frame
+                self.pipeline.feed_tof(mm, status, t)
+                self.watch.frame(node_health.tof_blocked(mm, status))
+
+    def _build_pipeline(self, cfg):
+        mount = dict(self.mount)
+        if self.kind == "vl53l5cx":
+            mount["resolution"] = 4 if cfg["sensor_mode"] == "tof_4x4" else 8
+        self.pipeline = Pipeline(self.kind, [z for z in cfg["zones"]], [(a, b) for a, b in cfg["lines"]],
+                                 cfg["min_count"], cfg["still_hold_s"], mount)
+
+    def _set_sensor_mode(self, mode):
+        if hasattr(self.sensor, "set_mode"):
+            self.sensor.set_mode(mode)
+
+    # --- intervals ------------------------------------------------------------------
+
+    def _close_interval(self):
+        end = self.interval_end
+        cfg = self.in_force
+        layout_changes = self.pending is not None and (
+            self.pending["zones"] != cfg["zones"] or self.pending["lines"] != cfg["lines"]
+            or (self.kind == "vl53l5cx" and self.pending["sensor_mode"] != cfg["sensor_mode"]))
+        if layout_changes:
+            self.pipeline.finish(end)         # visits in progress end with the old layout
+        interval = self.pipeline.close_interval(end)
+        tot = list(self.queue.tot)
+        for k in range(len(interval["lines"])):
+            line = interval["lines"][k]
+            tot[2 * k] += line["in"]
+            tot[2 * k + 1] += line["out"]
+            line["total_in"] = tot[2 * k]
+            line["total_out"] = tot[2 * k + 1]
+        seq = self.queue.append(interval, cfg["interval_s"], tot, end)
+        if self.queue.merged:
+            self.health.raise_flag("queue_merged")
+            self.queue.merged = False
+        self.log("interval", seq, "queued;", len(self.queue), "waiting")
+        if self.pending is not None:
+            self._put_in_force(self.pending, layout_changes)
+            self.pending = None
+        self.interval_end = ticks_add(end, self.in_force["interval_s"] * 1000)
+
+    def _put_in_force(self, cfg, layout_changes):
+        if self.kind == "vl53l5cx" and cfg["sensor_mode"] != self.in_force["sensor_mode"]:
+            self._build_pipeline(cfg)          # 4x4 or 8x8 frames: a new floor model
+        elif layout_changes:
+            self.pipeline.configure([z for z in cfg["zones"]], [(a, b) for a, b in cfg["lines"]],
+                                    cfg["min_count"], cfg["still_hold_s"])
+        else:
+            self.pipeline.configure(min_count=cfg["min_count"], still_hold_s=cfg["still_hold_s"])
+        if cfg["sensor_mode"] != self.in_force["sensor_mode"]:
+            self._set_sensor_mode(cfg["sensor_mode"])
+        self.in_force = cfg
+        self.log("configuration", cfg["config_version"], "in force")
+
+    # --- downlinks ------------------------------------------------------------------
+
+    def _on_downlink(self, port, data):
+        if port != mcodec.FPORT_CONFIG:
+            self.log("downlink on fPort", port, "ignored")
+            return
+        try:
+            wanted = mcodec.decode_downlink(data, port, self.dev_eui, self.tag_key)
+            if wanted["config_version"] == self.config.current["config_version"]:
+                self.log("configuration", wanted["config_version"], "already accepted (a repeat)")
+                return
+            self.pending = self.config.apply(wanted)
+        except (mcodec.PayloadError, node_config.ConfigError) as exc:
+            reason = str(exc)
+            self.rejected.append(reason)
+            del self.rejected[:-4]
+            self.health.raise_flag("config_rejected")
+            self.log("configuration rejected:", reason)
+            return
+        self.log("configuration", self.pending["config_version"], "accepted")
+
+    # --- uplinks --------------------------------------------------------------------
+
+    def _on_modem(self, event):
+        kind = event[0]
+        if kind == "downlink":
+            self._on_downlink(event[1], event[2])
+        elif kind == "sent":
+            upto, nbytes, dr = self.in_flight
+            self.in_flight = None
+            self.queue.ack(upto)
+            self.health.reported()
+            self.reset_cause = None
+            self.fail_streak = 0
+            self.sent += 1
+            self.batch_limit = 64
+            self.modem.data_rate()            # ADR may have moved it
+        elif kind == "send_failed":
+            self.in_flight = None
+            self._failed(event[1])
+        elif kind == "join_failed":
+            self.health.raise_flag("modem_trouble")
+            self.log("join failed:", event[1])
+        elif kind == "joined":
+            self.log("joined")
+            self.modem.data_rate()
+
+    def _failed(self, cause):
+        self.health.raise_flag("modem_trouble")
+        self.fail_streak += 1
+        self.next_try = ticks_add(self.clock.ticks_ms(), RETRY_MS)
+        self.log("uplink failed:", cause)
+        if self.fail_streak >= REJOIN_AFTER_FAILURES:
+            self.fail_streak = 0
+            self.modem.rejoin()
+
+    def build_report(self, records):
+        cfg = self.in_force
+        last_end = self.queue.end_ticks[len(records) - 1]
+        age = None if last_end is None else ticks_diff(self.clock.ticks_ms(), last_end) // 1000
+        status = {"battery_mv": self.battery() if self.battery else 0, "health": self.health.flags(),
+                  "config_version": cfg["config_version"], "reset_cause": self.reset_cause}
+        return {"seq": records[0][report_queue.SEQ], "interval_s": records[0][report_queue.INTERVAL_S],
+                "age_s": age if age is None or age >= 0 else 0, "status": status,
+                "intervals": [report_queue.interval_from_record(r) for r in records]}
+
+    def _frame(self, dr):
+        """The largest batch of oldest intervals that fits one uplink at dr."""
+        room = self.modem.max_payload()
+        records = self.queue.batch(self.batch_limit)
+        best = None, None
+        for n in range(1, len(records) + 1):
+            try:
+                frame = mcodec.encode_uplink(self.build_report(records[:n]), self.dev_eui, self.tag_key)
+            except mcodec.PayloadError:
+                break                     # past the largest LoRaWAN payload
+            if len(frame) > room:
+                break
+            best = records[:n], frame
+        if best[0] is None and records:
+            # One interval does not fit (slow data rate, many zones, merged
+            # spans): send its counts without the breakdowns. An empty dwell
+            # histogram means "not sent" on the wire, as for small counts.
+            bare = report_queue.without_breakdowns(records[0])
+            try:
+                frame = mcodec.encode_uplink(self.build_report([bare]), self.dev_eui, self.tag_key)
+            except mcodec.PayloadError:
+                return best
+            if len(frame) <= room:
+                best = [bare], frame
+        return best
+
+    def _maybe_send(self):
+        if (self.in_flight is not None or not self.queue.records or not self.modem.joined
+                or self.modem.busy() or ticks_diff(self.clock.ticks_ms(), self.next_try) < 0):
+            return
+        dr = self.modem.dr if self.modem.dr is not None else self.modem.data_rate()
+        dr = 0 if dr is None else dr
+        records, frame = self._frame(dr)
+        if records is None:
+            self.log("one interval does not fit a DR%d uplink: waiting for a faster data rate" % dr)
+            self.next_try = ticks_add(self.clock.ticks_ms(), NO_FIT_RETRY_MS)
+            return
+        wait = self.policy.wait_ms(len(frame), dr)
+        if wait != 0:
+            self.next_try = ticks_add(self.clock.ticks_ms(), wait if wait > 0 else NO_FIT_RETRY_MS)
+            return
+        last = records[-1]
+        try:
+            self.modem.send(mcodec.FPORT_REPORT, frame)
+        except ModemError as exc:
+            self._refused(exc, len(records))
+            return
+        self.policy.spent(len(frame), dr)
+        self.in_flight = (last[report_queue.SEQ] + last[report_queue.SPAN], len(frame), dr)
+        self.log("uplink: %d intervals from %d, %d bytes at DR%d"
+                 % (len(records), records[0][report_queue.SEQ], len(frame), dr))
+
+    def _refused(self, exc, n):
+        now = self.clock.ticks_ms()
+        if exc.cause == DUTY_CYCLE:
+            self.policy.hold(exc.wait_ms or DUTY_DEFAULT_WAIT_MS)
+        elif exc.cause == BUSY:
+            self.next_try = ticks_add(now, BUSY_RETRY_MS)
+        elif exc.cause == LENGTH:
+            # MAC commands waiting in FOpts took room: send fewer intervals
+            if n > 1:
+                self.batch_limit = n - 1
+            else:
+                self.next_try = ticks_add(now, RETRY_MS)
+        elif exc.cause == NOT_JOINED:
+            self.log("modem lost its session: joining again")
+        else:
+            self._failed(exc.cause)
