@@ -18,6 +18,8 @@ def pytest_addoption(parser):
     group.addoption("--port", default=None, help="serial port of a real board")
     group.addoption("--virtual", action="store_true", help="use the virtual board (the default without --port)")
     group.addoption("--board", default="esp32_devkitc", help="board definition in firmware/boards/")
+    group.addoption("--modem-port", default=None,
+                    help="a real board's modem UART, wired to this USB-UART adapter: the modem emulator answers there")
 
 
 class Board:
@@ -42,6 +44,42 @@ class Board:
         return self.mpremote("exec", code, timeout=timeout)
 
 
+DEV_EUI = "70b3d57ed00a1b2c"
+TAG_KEY = bytes(range(100, 132))
+
+
+class Network:
+    """What the node's modem talks to: the AT-modem emulator with its
+    simulated LoRaWAN session. Uplinks land in `uplinks`; `downlinks` is a
+    list of (fPort, bytes) handed out one per uplink (class A)."""
+
+    def __init__(self, device=None, dialect="rak3172"):
+        from vistelse_tools.emulators.pty_server import PtyModem
+        self.uplinks = []
+        self.downlinks = []
+        self.server = PtyModem(dialect, device=device, dev_eui=DEV_EUI, on_uplink=self.uplinks.append,
+                               downlinks=lambda dev: self.downlinks.pop(0) if self.downlinks else None)
+        self.session = self.server.session
+        self.path = self.server.path
+
+    def decoded(self):
+        import vistelse_codec as vc
+        return [vc.decode_uplink(u["data"], u["fport"], dev_eui=bytes.fromhex(DEV_EUI), key=TAG_KEY)
+                for u in self.uplinks]
+
+
+@pytest.fixture(scope="session")
+def network(request):
+    port = request.config.getoption("--port")
+    modem_port = request.config.getoption("--modem-port")
+    if port and not modem_port:
+        pytest.skip("node tests on a real board need --modem-port (docs/hil.md, the emulator rig)")
+    net = Network(device=modem_port if port else None)
+    net.server.start()
+    yield net
+    net.server.stop()
+
+
 @pytest.fixture(scope="session")
 def board(request):
     port = request.config.getoption("--port")
@@ -50,13 +88,29 @@ def board(request):
         yield Board(port, name)
         return
     from vistelse_tools.virtual_board import VirtualBoard
-    with VirtualBoard() as vb:
+    net = request.getfixturevalue("network")
+    with VirtualBoard(uarts={1: net.path}) as vb:
         yield Board(vb.port, name, virtual=vb)
 
 
 @pytest.fixture(scope="session")
-def deployed(board):
-    """The firmware, deployed with `vistelse deploy` and verified by hash."""
+def node_file(tmp_path_factory, request):
+    """The node's vistelse.json, as `vistelse provision` writes it."""
+    import json
+    from vistelse_tools.provision import node_config
+    ids = {"dev_eui": DEV_EUI, "join_eui": "0000000000000000", "app_key": "00112233445566778899aabbccddeeff",
+           "tag_key": TAG_KEY.hex()}
+    doc = node_config(ids, request.config.getoption("--board"), "ld2450",
+                      zones=[[[-2500, 800], [2500, 800], [2500, 5000], [-2500, 5000]]],
+                      lines=[[[0, 5000], [0, 800]]], interval_s=60, min_count=3)
+    path = tmp_path_factory.mktemp("node") / "vistelse.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture(scope="session")
+def deployed(board, node_file):
+    """The firmware and the node file, deployed with `vistelse deploy` and verified by hash."""
     from vistelse_tools import deploy
-    assert deploy.main(["--port", board.port, "--board", board.name, "--no-deps"]) == 0
+    assert deploy.main(["--port", board.port, "--board", board.name, "--no-deps", "--config", str(node_file)]) == 0
     return board

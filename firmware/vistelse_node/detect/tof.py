@@ -8,17 +8,26 @@
 # scaled by (H - h) / H. Status 5 and 9 are valid measurements (ST driver).
 import math
 
+from ..clock import ticks_diff
+
 VALID = (5, 9)
 LEARN_FRAMES = 15              # 1 s at 15 Hz: the floor, before anyone counts
-# At these mount heights a head is in view only within ~0.5 m of the point
-# below the sensor; further out a person shows as the side of the body, low
-# down. So anything 0.3 m above the floor (ten times the ranging noise at
-# 3 m) is someone: one person per region of such zones, or one per head
-# where a region holds several.
-PERSON_MIN_MM = 300
-FOREGROUND_MM = 300
+# Ranging noise (one standard deviation) grows with distance: about 1 % of
+# it plus 5 mm (measured on the floor in the benchmark recordings: 33-36 mm
+# at 2.7-2.9 m). A zone more than NOISE_SIGMAS of it above the floor holds
+# something: with Gaussian noise, one false zone in tens of hours, and a
+# track needs two frames. At these mount heights a head is in view only
+# within ~0.5 m of the point below the sensor; further out a person shows
+# as the side of the body, low down, so anything above that threshold is
+# someone: one person per region of such zones, or one per head where a
+# region holds several.
+NOISE_REL = 0.01
+NOISE_MM = 5
+NOISE_SIGMAS = 6
 SEPARATION_MM = 350           # two heads are at least this far apart: closer peaks
                                # are one person (head and the side of the body)
+HEAD_MM = 200                 # a head is about this wide: the top of one is the
+                               # highest surface within this distance
 HEAD_IN_VIEW_MM = 500         # beyond this from nadir a head is out of view:
                                # the height there is a body's side, not a stature
 ABSORB_MS = 30000              # something that stays put this long becomes floor
@@ -28,6 +37,8 @@ BG_RATE = 1.0 / 64             # slow drift of the floor estimate
 class TofDetector:
     def __init__(self, height_mm, resolution=8, fov_deg=45.0):
         self.h = float(height_mm)
+        # the lowest height above the floor taken as something (and as a person)
+        self.fg_mm = NOISE_SIGMAS * (NOISE_REL * self.h + NOISE_MM)
         self.r = resolution
         n = resolution * resolution
         self.fx = [0.0] * n
@@ -47,6 +58,8 @@ class TofDetector:
         self.out = [[0.0, 0.0, 0.0, 0.0] for _ in range(8)]   # x, y, stature (0: unknown), peak height
         self.label = bytearray(n)
         self._stack = bytearray(n)
+        self._px = [0.0] * n
+        self._py = [0.0] * n
 
     def feed(self, mm, status, t):
         """Detections for one frame: (list of [x, y, height], count)."""
@@ -66,7 +79,7 @@ class TofDetector:
                 continue
             bg = self.bg[i]
             h = self.h * (bg - d) / bg
-            if h < FOREGROUND_MM:
+            if h < self.fg_mm:
                 self.bg[i] = bg + (d - bg) * BG_RATE
                 self.still_since[i] = None
                 hgt[i] = 0.0
@@ -75,7 +88,7 @@ class TofDetector:
             if self.still_since[i] is None or abs(d - self.last[i]) > 40:
                 self.still_since[i] = t
                 self.last[i] = d
-            elif t - self.still_since[i] > ABSORB_MS:
+            elif ticks_diff(t, self.still_since[i]) > ABSORB_MS:
                 self.bg[i] = float(d)
                 hgt[i] = 0.0
                 continue
@@ -113,22 +126,43 @@ class TofDetector:
     def _peaks(self):
         r, hgt, out, label = self.r, self.height, self.out, self.label
         self._label()
+        # where each foreground zone's ray meets what it measured, on the
+        # floor plan: the zone's floor point scaled by (H - h) / H
+        px, py = self._px, self._py
+        for i in range(r * r):
+            if hgt[i] > 0:
+                s = (self.h - hgt[i]) / self.h
+                px[i] = self.fx[i] * s
+                py[i] = self.fy[i] * s
+        head2 = HEAD_MM * HEAD_MM
         count = 0
+        person_min = self.fg_mm
         for i in range(r * r):
             h = hgt[i]
-            if h < PERSON_MIN_MM:
+            if h < person_min:
                 continue
             row, col = i // r, i % r
             peak = True
-            # a head: no higher zone of the same region within two zones
-            # (two heads side by side in one region stay two; ties: lower index wins)
-            for dr in (-2, -1, 0, 1, 2):
-                for dc in (-2, -1, 0, 1, 2):
-                    rr, cc = row + dr, col + dc
-                    if (dr or dc) and 0 <= rr < r and 0 <= cc < r:
+            # the top of a head (or of a body seen from the side): no higher
+            # surface of the same region within a head's width. An adult's
+            # shoulder beside a child's head does not hide the child; the
+            # shoulder itself, if it comes out as a peak, is merged into its
+            # head below (SEPARATION_MM). Ties: lower index wins.
+            for dr in (-3, -2, -1, 0, 1, 2, 3):
+                rr = row + dr
+                if rr < 0 or rr >= r:
+                    continue
+                for dc in (-3, -2, -1, 0, 1, 2, 3):
+                    cc = col + dc
+                    if (dr or dc) and 0 <= cc < r:
                         j = rr * r + cc
                         if label[j] == label[i] and (hgt[j] > h or (hgt[j] == h and j < i)):
-                            peak = False
+                            dx, dy = px[j] - px[i], py[j] - py[i]
+                            if dx * dx + dy * dy < head2:
+                                peak = False
+                                break
+                if not peak:
+                    break
             if not peak or count >= len(out):
                 continue
             # head position: height-weighted mean of the zones near the top

@@ -28,7 +28,7 @@ DIALECTS = {"rak3172": rak3172.Rak3172, "wioe5": wioe5.WioE5}
 
 
 class PtyModem:
-    def __init__(self, dialect="rak3172", speed=1.0, clock=None, style=None, **session_kw):
+    def __init__(self, dialect="rak3172", speed=1.0, clock=None, style=None, device=None, **session_kw):
         if dialect not in DIALECTS:
             raise ValueError("dialect must be one of %s" % ", ".join(DIALECTS))
         t0 = time.monotonic()
@@ -36,9 +36,18 @@ class PtyModem:
         self.session = session.Session(self.clock, **session_kw)
         cls = DIALECTS[dialect]
         self.modem = cls(self.session, style) if (style and dialect == "rak3172") else cls(self.session)
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.path = os.ttyname(self.slave)
+        self.serial = None
+        if device:
+            # a hardware-in-the-loop rig: the board's modem UART is wired to a
+            # USB-UART adapter on this host, and the emulator answers on it
+            import serial
+            self.serial = serial.Serial(device, self.modem.baudrate, timeout=0)
+            self.master, self.slave = self.serial.fileno(), None
+            self.path = device
+        else:
+            self.master, self.slave = os.openpty()
+            tty.setraw(self.slave)
+            self.path = os.ttyname(self.slave)
         self._stop = threading.Event()
         self._thread = None
         self.link = None
@@ -74,6 +83,9 @@ class PtyModem:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
+        if self.serial is not None:
+            self.serial.close()
+            return
         for fd in (self.master, self.slave):
             try:
                 os.close(fd)
