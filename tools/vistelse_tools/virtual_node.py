@@ -58,11 +58,12 @@ class CountingWatchdog:
 class VirtualNode:
     def __init__(self, node_file, recording_lines, dialect="rak3172", fs=None, folder=None, clock=None,
                  on_uplink=None, downlinks=None, budget_ms=None, battery_mv=3600, loop=False, log=None,
-                 session_kw=None):
+                 session_kw=None, sensor=None):
         if dialect not in DRIVERS:
             raise ValueError("dialect must be one of %s" % ", ".join(DRIVERS))
         self.node_file = node_file
         self.recording_lines = recording_lines
+        self.make_sensor = sensor             # callable(clock) -> sensor, in place of a recording
         self.dialect = dialect
         if fs is None:
             if folder is None:
@@ -99,7 +100,10 @@ class VirtualNode:
         nf = self.node_file
         self.modem = DRIVERS[self.dialect][0](self.emulator, self.clock, seed=self.resets + 1)
         self.modem.setup(nf["dev_eui"], nf.get("join_eui", "0000000000000000"), nf.get("app_key", "00" * 16))
-        self.sensor = ReplaySensor(self._lines(), self.clock, loop=self.loop)
+        if self.make_sensor is not None:
+            self.sensor = self.make_sensor(self.clock)
+        else:
+            self.sensor = ReplaySensor(self._lines(), self.clock, loop=self.loop)
         self.node = Node(nf, self.sensor, self.modem, self.clock, self.fs, wdt=self.wdt,
                          battery=lambda: self.battery_mv, reset_cause=cause, budget_ms=self.budget_ms,
                          log=self.log)
