@@ -28,6 +28,7 @@ import secrets
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -259,6 +260,8 @@ def main(argv=None):
     p.add_argument("--speed", type=float, default=120, help="simulated time per real time (default 120)")
     p.add_argument("--nodes", type=int, default=2, help="virtual nodes, alternately radar and ToF (default 2)")
     p.add_argument("--interval", type=int, default=300, help="the nodes' reporting interval in seconds")
+    p.add_argument("--screenshot", metavar="PNG",
+                   help="at the end, save the dashboard as seen by headless Chromium (if installed)")
     p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
                    help="MQTT broker: mosquitto if installed, else amqtt in this process (default auto)")
     p.add_argument("--port", type=int, default=8080, help="the gateway's web port (default 8080; 0 = any free)")
@@ -376,7 +379,23 @@ class Demo:
                 break
             time.sleep(0.2)
         self.say(self.progress())
+        if getattr(self.args, "screenshot", None) and not stopping.is_set():
+            self.screenshot(self.args.screenshot)
         self.say("done%s" % (" (stopped)" if stopping.is_set() else ""))
+
+    def screenshot(self, path):
+        import subprocess
+        exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+        if exe is None:
+            self.say("no Chromium here: no screenshot (apt-get install chromium)")
+            return
+        url = "http://demo:%s@127.0.0.1:%d/data" % (self.token, self.gateway.web.port)
+        with tempfile.TemporaryDirectory() as profile:
+            subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                            "--user-data-dir=" + profile, "--window-size=1280,2000",
+                            "--screenshot=" + os.path.abspath(path), url],
+                           capture_output=True, timeout=120)
+        self.say("dashboard saved as %s" % path if os.path.exists(path) else "the screenshot failed")
 
     def stop(self):
         while self.parts:

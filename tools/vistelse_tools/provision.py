@@ -39,7 +39,7 @@ def new_secrets(dev_eui=None):
             "app_key": secrets.token_bytes(16).hex(), "tag_key": secrets.token_bytes(32).hex()}
 
 
-def node_config(ids, board, sensor, zones=(), lines=(), interval_s=300, min_count=5):
+def node_config(ids, board, sensor, zones=(), lines=(), interval_s=300, min_count=5, height_mm=None):
     """The node's configuration file: identity, secrets, factory configuration.
 
     `zones` are lists of [x, y] points in floor millimetres and `lines` are
@@ -50,6 +50,9 @@ def node_config(ids, board, sensor, zones=(), lines=(), interval_s=300, min_coun
         "dev_eui": ids["dev_eui"], "join_eui": ids["join_eui"],
         "app_key": ids["app_key"], "tag_key": ids["tag_key"],
         "board": board, "sensor": sensor, "region": "EU868",
+        # the sensor's height above the floor; the ToF turns it into floor millimetres
+        "mount": dict({"height_mm": height_mm or (2800 if sensor == "vl53l5cx" else 1800)},
+                      **({"resolution": 8, "fov_deg": 45} if sensor == "vl53l5cx" else {})),
         "config": {"config_version": 0, "interval_s": interval_s, "min_count": min_count,
                    "zones": [list(map(list, z)) for z in zones],
                    "lines": [list(map(list, l)) for l in lines]},
@@ -106,6 +109,7 @@ def _parser():
     p.add_argument("--zones", default="[]", help="JSON list of polygons [[x, y], ...] in floor mm")
     p.add_argument("--lines", default="[]", help="JSON list of lines [[ax, ay], [bx, by]] in floor mm")
     p.add_argument("--interval", type=int, default=300, help="reporting interval in SECONDS (default 300)")
+    p.add_argument("--height-mm", type=int, help="sensor height above the floor in mm (default 1800 radar, 2800 ToF)")
     net = p.add_argument_group("network server (ChirpStack v4)")
     net.add_argument("--network", choices=("chirpstack", "tts"), default="chirpstack")
     net.add_argument("--application", required=True,
@@ -200,7 +204,8 @@ def _provision(args, ids, entry, zones, lines, review_due, registry):
     os.makedirs(args.out, exist_ok=True)
     config_path = os.path.join(args.out, "vistelse.json")
     key_path = os.path.join(args.out, "%s.tagkey" % ids["dev_eui"])
-    write_private(config_path, json.dumps(node_config(ids, args.board, args.sensor, zones, lines, args.interval),
+    write_private(config_path, json.dumps(node_config(ids, args.board, args.sensor, zones, lines, args.interval,
+                                                    height_mm=args.height_mm),
                                           indent=1) + "\n")
     write_private(key_path, ids["tag_key"] + "\n")
     print("node configuration: %s (copy to the board with `vistelse deploy`)" % config_path)
