@@ -78,8 +78,9 @@ RADAR = TrackerParams(gate_mm=700, gate_speed_mm_s=1800, confirm_hits=3, confirm
 # the edges: confirm after 2 frames, bridge gaps of 0.7 s (0.9 m of walking).
 # Head positions from above are good to a few centimetres at 15 Hz, so the
 # velocity is well known: while a walker is hidden, the gate need only grow
-# by what they can change in their speed (0.6 m/s in a second, a brisk
-# acceleration), not by a whole walking speed as for the radar.
+# by what they can change in their velocity (a pedestrian's acceleration,
+# about 0.6 m/s per second), not by a whole walking speed as for the radar.
+# A wider gate let someone who had just left take over a newcomer.
 TOF = TrackerParams(gate_mm=600, gate_speed_mm_s=600, confirm_hits=2, confirm_move_mm=0,
                     grace_ms=700, still_speed_mm_s=250, still_hold_ms=700)
 
