@@ -307,4 +307,17 @@ def test_node_runs_under_micropython(micropython, tmp_path):
     vn = VirtualNode(node_file(header), lines, fs=MemFS(), battery_mv=0)
     vn.run_for(run_ms)
     assert [u["data"] for u in vn.uplinks] == mp_frames
-    assert covered([decode(u) for u in vn.uplinks]) == [0, 1, 2]
+    reports = [decode(u) for u in vn.uplinks]
+    assert covered(reports) == [0, 1, 2]
+    # ... and they carry the pipeline's aggregates: `vistelse replay` of the
+    # same recording (the pipeline alone, frame by frame at recorded times)
+    from vistelse_tools.replay import predict
+    pred = predict(str(tmp_path / "scene.rec.jsonl"), min_count=3)["intervals"]
+    for k, (r, p) in enumerate(zip(reports, pred)):
+        zone, line = r["intervals"][0]["zones"][0], r["intervals"][0]["lines"][0]
+        want = p["zones"]["square"]
+        assert (zone["visits"], zone["person_s"], zone["max_occupancy"]) == (
+            want["visits"], want["person_s"], want["max_occupancy"]), k
+        assert {"in": line["in"], "out": line["out"]} == p["lines"]["path"], k
+        if k < len(pred) - 1:      # replay ends visits still going at the recording's end; the node does not
+            assert zone["dwell_hist"] == want.get("dwell_hist"), k
