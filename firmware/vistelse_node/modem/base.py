@@ -298,8 +298,37 @@ class Modem:
     def _query_dr(self):
         return None
 
-    def sleep(self):
+    def _enter_sleep(self):
+        raise ModemError(ERROR, "this modem has no sleep command")
+
+    def _ping(self):
+        """One short command that must be answered (ModemError if not)."""
+        raise NotImplementedError
+
+    def _wake_bytes(self):
         pass
 
+    # --- sleep ---------------------------------------------------------------
+
+    def sleep(self):
+        """Put the modem to sleep between uplinks; False if it is busy or refuses."""
+        if self.busy():
+            return False
+        try:
+            self._enter_sleep()
+        except ModemError:
+            return False
+        self.state = ASLEEP
+        return True
+
     def wake(self):
-        pass
+        if self.state != ASLEEP:
+            return
+        self.state = IDLE
+        self._wake_bytes()
+        for _ in range(3):
+            try:
+                self._ping()             # the first bytes wake the module and may be lost
+                return
+            except ModemError:
+                pass

@@ -121,23 +121,8 @@ class Rak3172(base.Modem):
                 self._emit("downlink", int(fields[-2]), from_hex(fields[-1].strip()))
         return True
 
-    def sleep(self):
-        if self.busy():
-            return False
-        try:
-            self._ok("AT+SLEEP")
-        except ModemError:
-            return False
-        self.state = base.ASLEEP
-        return True
+    def _enter_sleep(self):
+        self._ok("AT+SLEEP")
 
-    def wake(self):
-        if self.state != base.ASLEEP:
-            return
-        self.state = base.IDLE
-        for _ in range(3):
-            try:
-                self._ok("AT", 500)      # the first bytes wake the module and may be lost
-                return
-            except ModemError:
-                pass
+    def _ping(self):
+        self._ok("AT", 500)

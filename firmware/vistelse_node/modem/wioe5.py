@@ -160,24 +160,11 @@ class WioE5(base.Modem):
             return self._replies is None      # "WAKEUP" arrives unasked
         return False
 
-    def sleep(self):
-        if self.busy():
-            return False
-        try:
-            self.command("AT+LOWPOWER", _reply_of("LOWPOWER"))
-        except ModemError:
-            return False
-        self.state = base.ASLEEP
-        return True
+    def _enter_sleep(self):
+        self.command("AT+LOWPOWER", _reply_of("LOWPOWER"))
 
-    def wake(self):
-        if self.state != base.ASLEEP:
-            return
-        self.state = base.IDLE
-        self.uart.write(b"\xff\xff\xff\xff")
-        for _ in range(3):
-            try:
-                self.command("AT", _reply_of("AT"), 500)
-                return
-            except ModemError:
-                pass
+    def _wake_bytes(self):
+        self.uart.write(b"\xff\xff\xff\xff")   # the Wio-E5 wakes on UART activity; these bytes are lost
+
+    def _ping(self):
+        self.command("AT", _reply_of("AT"), 500)

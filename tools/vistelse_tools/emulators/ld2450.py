@@ -212,66 +212,11 @@ def recording_frames(path):
     return [bytes.fromhex(f["raw"]) for f in frames]
 
 
-class PtyLD2450:
+def PtyLD2450(emulator):
     """The emulator on a pseudo-terminal, in real time (CPython only).
 
         with PtyLD2450(LD2450(frames, clock)) as radar:
             VirtualBoard(uarts={2: radar.path}) ...
-
-    Bytes the other end does not read in time are dropped when the
-    terminal's buffer is full, as a UART's receive buffer overflows.
     """
-
-    def __init__(self, emulator):
-        import os
-        import tty
-        self.emulator = emulator
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self.slave)
-        self._thread = None
-        self._running = False
-
-    def start(self):
-        import threading
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name="ld2450-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        import os
-        import select
-        while self._running:
-            ready, _, _ = select.select([self.master], [], [], 0.005)
-            if ready:
-                try:
-                    data = os.read(self.master, 4096)
-                except OSError:
-                    data = b""
-                if data:
-                    self.emulator.write(data)
-            out = self.emulator.read()
-            if out:
-                try:
-                    os.write(self.master, out)
-                except OSError:
-                    pass             # full: the bytes are lost, as on a wire
-
-    def stop(self):
-        import os
-        self._running = False
-        if self._thread:
-            self._thread.join(timeout=2)
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    from .pty_server import PtyBridge
+    return PtyBridge(emulator, baudrate=256000)

@@ -27,26 +27,27 @@ from . import rak3172, session, wioe5
 DIALECTS = {"rak3172": rak3172.Rak3172, "wioe5": wioe5.WioE5}
 
 
-class PtyModem:
-    def __init__(self, dialect="rak3172", speed=1.0, clock=None, style=None, device=None, **session_kw):
-        if dialect not in DIALECTS:
-            raise ValueError("dialect must be one of %s" % ", ".join(DIALECTS))
-        t0 = time.monotonic()
-        self.clock = clock or (lambda: int((time.monotonic() - t0) * 1000 * speed))
-        self.session = session.Session(self.clock, **session_kw)
-        cls = DIALECTS[dialect]
-        self.modem = cls(self.session, style) if (style and dialect == "rak3172") else cls(self.session)
+class PtyBridge:
+    """Serves an emulated device (anything with a UART's write() and read())
+    on a pseudo-terminal, or on a real serial port, in a thread: what the
+    other end writes goes to the device, what the device has to say comes
+    back. Bytes the other end does not take in time are lost when the
+    terminal's buffer is full, as on a wire."""
+
+    def __init__(self, uart, device=None, baudrate=115200):
+        self.uart = uart
         self.serial = None
         if device:
-            # a hardware-in-the-loop rig: the board's modem UART is wired to a
+            # a hardware-in-the-loop rig: the board's UART is wired to a
             # USB-UART adapter on this host, and the emulator answers on it
             import serial
-            self.serial = serial.Serial(device, self.modem.baudrate, timeout=0)
+            self.serial = serial.Serial(device, baudrate, timeout=0)
             self.master, self.slave = self.serial.fileno(), None
             self.path = device
         else:
             self.master, self.slave = os.openpty()
             tty.setraw(self.slave)
+            os.set_blocking(self.master, False)
             self.path = os.ttyname(self.slave)
         self._stop = threading.Event()
         self._thread = None
@@ -58,7 +59,7 @@ class PtyModem:
                 os.remove(link)
             os.symlink(self.path, link)
             self.link = link
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run, name="pty-" + type(self.uart).__name__, daemon=True)
         self._thread.start()
         return self
 
@@ -71,8 +72,8 @@ class PtyModem:
                 except OSError:
                     data = b""
                 if data:
-                    self.modem.feed(data)
-            out = self.modem.output()
+                    self.uart.write(data)
+            out = self.uart.read()
             if out:
                 try:
                     os.write(self.master, out)
@@ -85,12 +86,12 @@ class PtyModem:
             self._thread.join(timeout=2)
         if self.serial is not None:
             self.serial.close()
-            return
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        else:
+            for fd in (self.master, self.slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         if self.link and os.path.islink(self.link):
             os.remove(self.link)
 
@@ -99,6 +100,21 @@ class PtyModem:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class PtyModem(PtyBridge):
+    """An AT-modem emulator with its simulated LoRaWAN session, served on a
+    pseudo-terminal (or a serial port)."""
+
+    def __init__(self, dialect="rak3172", speed=1.0, clock=None, style=None, device=None, **session_kw):
+        if dialect not in DIALECTS:
+            raise ValueError("dialect must be one of %s" % ", ".join(DIALECTS))
+        t0 = time.monotonic()
+        self.clock = clock or (lambda: int((time.monotonic() - t0) * 1000 * speed))
+        self.session = session.Session(self.clock, **session_kw)
+        cls = DIALECTS[dialect]
+        self.modem = cls(self.session, style) if (style and dialect == "rak3172") else cls(self.session)
+        PtyBridge.__init__(self, self.modem, device, self.modem.baudrate)
 
 
 def main(argv=None):
