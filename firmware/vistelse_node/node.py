@@ -24,6 +24,7 @@ import binascii
 
 import vistelse_mcodec as mcodec
 
+from vistelse_node import airtime
 from vistelse_node import config as node_config
 from vistelse_node import health as node_health
 from vistelse_node import queue as report_queue
@@ -57,7 +58,7 @@ class Node:
         self.kind = node_file["sensor"]
         self.mount = node_file.get("mount") or {}
         self.config = node_config.ConfigStore(fs, node_file)
-        self.queue = report_queue.Queue(fs)
+        self.queue = report_queue.Queue(fs, can_merge=self._sendable)
         self.health = node_health.Health()
         self.watch = node_health.SensorWatch(clock, self.health)
         self.policy = SendPolicy(clock) if budget_ms is None else SendPolicy(clock, budget_ms)
@@ -226,15 +227,32 @@ class Node:
             self.fail_streak = 0
             self.modem.rejoin()
 
-    def build_report(self, records):
+    def build_report(self, records, worst_case=False):
+        """The report for the oldest `records` of the queue. worst_case: the
+        largest status it could carry (for sizing a record, without side
+        effects)."""
         cfg = self.in_force
-        last_end = self.queue.end_ticks[len(records) - 1]
-        age = None if last_end is None else ticks_diff(self.clock.ticks_ms(), last_end) // 1000
-        status = {"battery_mv": self.battery() if self.battery else 0, "health": self.health.flags(),
-                  "config_version": cfg["config_version"], "reset_cause": self.reset_cause}
+        if worst_case:
+            age, flags = 0xFFFFFFFF, list(node_health.FLAGS)
+        else:
+            last_end = self.queue.end_ticks[len(records) - 1]
+            age = None if last_end is None else max(0, ticks_diff(self.clock.ticks_ms(), last_end) // 1000)
+            flags = self.health.flags()
+        status = {"battery_mv": 0xFFFF if worst_case else (self.battery() if self.battery else 0), "health": flags,
+                  "config_version": cfg["config_version"], "reset_cause": "power_on" if worst_case else self.reset_cause}
         return {"seq": records[0][report_queue.SEQ], "interval_s": records[0][report_queue.INTERVAL_S],
-                "age_s": age if age is None or age >= 0 else 0, "status": status,
+                "age_s": age, "status": status,
                 "intervals": [report_queue.interval_from_record(r) for r in records]}
+
+    def _sendable(self, record):
+        """A record one uplink at the current data rate can carry (without its breakdowns)."""
+        report = self.build_report([report_queue.without_breakdowns(record)], worst_case=True)
+        try:
+            frame = mcodec.encode_uplink(report, self.dev_eui, self.tag_key)
+        except mcodec.PayloadError:
+            return False
+        dr = self.modem.dr
+        return len(frame) <= airtime.max_payload(0 if dr is None else dr)
 
     def _frame(self, dr):
         """The largest batch of oldest intervals that fits one uplink at dr."""

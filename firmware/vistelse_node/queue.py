@@ -26,7 +26,9 @@
 # why replaying a log twice gives the same queue.
 #
 # Overflow (more than max_records): the oldest two adjacent records of
-# equal span are merged (else the oldest two that can be): visits,
+# equal span are merged (else the oldest two that can be), skipping merges
+# the node says no uplink could carry (can_merge: a merged record must fit
+# one uplink at the data rate in use): visits,
 # person_s, line in/out and histogram counts add up, max_occupancy is the
 # larger, totals are the later record's (cumulative, so crossings merge
 # losslessly), spans add. Spans grow like a binary counter, so an outage
@@ -35,13 +37,16 @@
 # the other alone would understate it). Records whose sums would overflow
 # the payload's field widths, or that differ in interval length, zones,
 # lines or height classes, are not merged with each other; if no pair can
-# be merged the queue grows past max_records rather than drop anything.
+# be merged the queue grows past max_records rather than drop anything
+# (up to HARD_FACTOR x max_records, where merges that only a faster data
+# rate can carry are made too).
 import json
 
 from vistelse_node import flashfs
 
 SEQ, SPAN, INTERVAL_S, ZONES, LINES, HEIGHTS, TOT = 0, 1, 2, 3, 4, 5, 6
 LINE_SLOTS = 4
+HARD_FACTOR = 4
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF
 
@@ -149,8 +154,9 @@ class Queue:
     (ticks_ms when the record's last interval ended, or None when that was
     before this start: the age is then unknown)."""
 
-    def __init__(self, fs, name="queue", max_records=48, compact_bytes=6144):
+    def __init__(self, fs, name="queue", max_records=48, compact_bytes=6144, can_merge=None):
         self.fs = fs
+        self.can_merge = can_merge   # callable(record) -> False if that merge could never be sent
         self.files = (name + ".a", name + ".b")
         self.max_records = max_records
         self.compact_bytes = compact_bytes
@@ -297,9 +303,12 @@ class Queue:
     def _merge_one(self):
         pick = -1
         first = -1
+        # past HARD_FACTOR x max_records even merges the radio cannot carry
+        # are made: flash is finite, and the counts stay correct
+        hard = len(self.records) > HARD_FACTOR * self.max_records
         for i in range(len(self.records) - 1):
             m = merge(self.records[i], self.records[i + 1])
-            if m is None:
+            if m is None or not (hard or self.can_merge is None or self.can_merge(m)):
                 continue
             if first < 0:
                 first = i
