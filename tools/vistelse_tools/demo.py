@@ -206,6 +206,11 @@ class DemoNode:
                     time.sleep(0)                          # let the other threads in
             self._stop.wait(0.05)
 
+    def behind(self):
+        """True while the node's simulated time lags the demo's by more than a step."""
+        target = (min(self.clock.now(), self.clock.end) - self.start_epoch) * 1000
+        return self.vn.clock.elapsed_ms + 100 < target
+
     def start(self):
         self._thread = threading.Thread(target=self._run, name="node-" + self.name, daemon=True)
         self._thread.start()
@@ -356,7 +361,8 @@ class Demo:
         return len(store.reports()), sum(store.quarantine_counts().values())
 
     def progress(self):
-        sim = datetime.datetime.fromtimestamp(min(self.clock.now(), self.end_sim)).strftime("%a %H:%M")
+        behind = min(n.start_epoch + n.vn.clock.elapsed_ms / 1000.0 for n in self.nodes)
+        sim = datetime.datetime.fromtimestamp(min(self.clock.now(), self.end_sim, behind)).strftime("%a %H:%M")
         sent = sum(n.uplinks for n in self.nodes)
         stored, rejected = self.stored()
         return "%s  uplinks sent %d  intervals stored %d  forwarded %d  rejected %d" % (
@@ -364,7 +370,9 @@ class Demo:
 
     def run(self, stopping):
         last = 0
-        while not stopping.is_set() and self.clock.now() < self.end_sim:
+        # until the simulated end, and until every node has caught up with it
+        # (a fast --speed can outrun the nodes; nothing is cut short)
+        while not stopping.is_set() and (self.clock.now() < self.end_sim or any(n.behind() for n in self.nodes)):
             if time.monotonic() - last > 2:
                 self.say(self.progress())
                 last = time.monotonic()
