@@ -199,6 +199,8 @@ class Node:
         if kind == "downlink":
             self._on_downlink(event[1], event[2])
         elif kind == "sent":
+            if self.in_flight is None:
+                return                        # not ours (a modem left sending before a restart)
             upto, nbytes, dr = self.in_flight
             self.in_flight = None
             self.queue.ack(upto)
