@@ -6,7 +6,10 @@
 1. compiles every firmware module and the node codec with mpy-cross for the
    board's architecture (boot.py, main.py and the board file stay source,
    so an installer can read and edit them on the board);
-2. installs the board's dependencies with `mpremote mip install`;
+2. installs the sensor's dependencies (the node file's "sensor", or
+   --sensor): for the VL53L5CX, the pinned PyPI wheels of its driver and
+   I2C layer, checked by SHA-256, unpacked into lib/ (Python compiled like
+   the firmware, the ToF firmware blob copied as it is); --no-deps skips them;
 3. copies everything, and the node's configuration file from
    `vistelse provision`, with `mpremote fs cp`;
 4. reads back the SHA-256 of every file on the board and compares.
@@ -15,25 +18,54 @@ Paths on the board are relative to its flash (`:main.py`, `:lib/...`), so
 the same layout works on an ESP32 (flash at /) and an STM32 (flash at /flash).
 """
 import argparse
+import collections
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 from . import REPO_ROOT
 
 FIRMWARE = os.path.join(REPO_ROOT, "firmware")
 NODE_CODEC = os.path.join(REPO_ROOT, "codecs", "micropython", "vistelse_mcodec.py")
 
-# mpy-cross architecture and mip packages per board. The VL53L5CX driver is
-# installed from its package index on the board (docs/firmware.md).
+# mpy-cross architecture and mip packages per board. The sensors' drivers
+# come from pinned wheels (SENSOR_DEPS), not from mip (docs/firmware.md).
 BOARDS = {
     "esp32_devkitc": {"arch": "xtensawin", "mip": []},
     "nucleo_f446re": {"arch": "armv7emsp", "mip": []},
 }
 KEEP_SOURCE = ("boot.py", "main.py")
+
+# The sensors' MicroPython dependencies: wheels from PyPI, pinned by version
+# and SHA-256, unpacked into lib/ on the board. `mpremote mip install
+# github:sparkfun/...` is not used: it takes qwiic_i2c from a moving branch,
+# and its layout (lib/qwiic_vl53l5cx.py beside a lib/qwiic_vl53l5cx/ folder
+# holding only vl53l5cx_bin/) imports the empty folder instead of the module.
+Wheel = collections.namedtuple("Wheel", "requirement filename sha256 skip")
+WHEELS = {
+    "sparkfun-qwiic-vl53l5cx": Wheel(
+        "sparkfun-qwiic-vl53l5cx==2.0.0", "sparkfun_qwiic_vl53l5cx-2.0.0-py3-none-any.whl",
+        "5bd049cabecb14b4b9895ee5a781edc7859ef771ef83d9aca5e951d89e227c63", ()),
+    # qwiic_i2c imports every platform backend it finds and keeps those that
+    # import: on MicroPython only micropython_i2c.py is ever used. linux_i2c.py
+    # (smbus2) and circuitpython_i2c.py (busio) would cost flash and, at every
+    # import, RAM; without them the package falls back as designed.
+    "sparkfun-qwiic-i2c": Wheel(
+        "sparkfun-qwiic-i2c==2.0.0", "sparkfun_qwiic_i2c-2.0.0-py3-none-any.whl",
+        "75a8f0353fbd3208780f9c0a71cc87d050c7853538d0a7198121b318c0d2ecd5",
+        ("qwiic_i2c/linux_i2c.py", "qwiic_i2c/circuitpython_i2c.py")),
+}
+# The driver finds its firmware blob at dataPath, the board file's
+# TOF_DATA_PATH: <flash>/lib/qwiic_vl53l5cx/vl53l5cx_bin, the wheel's layout.
+SENSOR_DEPS = {
+    "ld2450": (),
+    "vl53l5cx": ("sparkfun-qwiic-vl53l5cx", "sparkfun-qwiic-i2c"),
+}
 
 
 def mpremote_cmd():
@@ -61,6 +93,111 @@ def plan(board):
                 items.append((os.path.join(directory, name), rel[:-3] + ".mpy", True))
     items.append((NODE_CODEC, "lib/vistelse_mcodec.mpy", True))
     return items
+
+
+def wheel_cache():
+    """Where verified wheels are kept between deploys ($VISTELSE_WHEEL_CACHE overrides)."""
+    if os.environ.get("VISTELSE_WHEEL_CACHE"):
+        return os.environ["VISTELSE_WHEEL_CACHE"]
+    if sys.prefix != sys.base_prefix:                       # the venv: .venv/cache/wheels
+        return os.path.join(sys.prefix, "cache", "wheels")
+    return os.path.join(os.path.expanduser("~"), ".cache", "vistelse", "wheels")
+
+
+def check_wheel(path, wheel):
+    """Raise unless the file is the pinned wheel, byte for byte."""
+    got = sha256(path)
+    if got != wheel.sha256:
+        raise RuntimeError("%s: SHA-256 %s, expected %s for %s. The file is not the pinned wheel "
+                           "(tampered, corrupt or rebuilt); remove it and check before deploying again"
+                           % (path, got, wheel.sha256, wheel.requirement))
+
+
+def fetch_wheels(wheels, cache=None):
+    """Paths of the wheels in the cache, downloaded with pip if missing, all checked by SHA-256."""
+    cache = cache or wheel_cache()
+    missing = [w for w in wheels if not os.path.exists(os.path.join(cache, w.filename))]
+    if missing:
+        os.makedirs(cache, exist_ok=True)
+        incoming = tempfile.mkdtemp(prefix="download-", dir=cache)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                                   "--disable-pip-version-check", "--quiet", "--dest", incoming]
+                                  + [w.requirement for w in missing], capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                raise RuntimeError("pip download %s failed: %s" % (" ".join(w.requirement for w in missing),
+                                                                   (proc.stderr or proc.stdout).strip()[-2000:]))
+            for w in missing:
+                path = os.path.join(incoming, w.filename)
+                if not os.path.exists(path):
+                    raise RuntimeError("pip download %s gave %s, not %s"
+                                       % (w.requirement, ", ".join(sorted(os.listdir(incoming))), w.filename))
+                check_wheel(path, w)       # only verified wheels enter the cache
+                os.replace(path, os.path.join(cache, w.filename))
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+    paths = []
+    for w in wheels:
+        path = os.path.join(cache, w.filename)
+        check_wheel(path, w)               # and every use checks again
+        paths.append(path)
+    return paths
+
+
+def unpack_wheel(path, wheel, dest):
+    """Unpack a checked wheel's packages into dest; [(local file, board path, compile?)] under lib/."""
+    items = []
+    with zipfile.ZipFile(path) as z:
+        for name in sorted(z.namelist()):
+            top = name.split("/")[0]
+            if name.endswith("/") or top.endswith(".dist-info") or top.endswith(".data") or name in wheel.skip:
+                continue
+            if name.startswith("/") or ".." in name.split("/") or "\\" in name:
+                raise RuntimeError("%s: unsafe file name in the wheel: %r" % (wheel.filename, name))
+            local = os.path.join(dest, *name.split("/"))
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with z.open(name) as src, open(local, "wb") as out:
+                shutil.copyfileobj(src, out)
+            if name.endswith(".py"):
+                items.append((local, "lib/" + name[:-3] + ".mpy", True))
+            else:
+                items.append((local, "lib/" + name, False))          # the ToF firmware blob and its data
+    return items
+
+
+def dependency_items(sensor, work_dir, cache=None):
+    """The sensor's dependencies, ready to compile and copy: [(local file, board path, compile?)]."""
+    wheels = [WHEELS[name] for name in SENSOR_DEPS[sensor]]
+    items = []
+    for path, wheel in zip(fetch_wheels(wheels, cache), wheels):
+        items += unpack_wheel(path, wheel, os.path.join(work_dir, wheel.filename))
+    return items
+
+
+def dependency_roots(items):
+    """What the dependencies own on the board: lib/<package> and any lib/<package>.py/.mpy beside it."""
+    stems = sorted({t.split("/")[1].split(".")[0] for _, t, _ in items})
+    return [path for stem in stems for path in ("lib/" + stem, "lib/%s.py" % stem, "lib/%s.mpy" % stem)]
+
+
+# Remove an earlier install first: a leftover source file (lib/qwiic_i2c/__init__.py
+# from mip) would be imported instead of the .mpy beside it.
+_REMOVE_SCRIPT = """
+import os
+def rm(p):
+    try:
+        mode = os.stat(p)[0]
+    except OSError:
+        return
+    if mode & 0x4000:
+        for e in list(os.ilistdir(p)):
+            rm(p + "/" + e[0])
+        os.rmdir(p)
+    else:
+        os.remove(p)
+for p in %r:
+    rm(p)
+"""
 
 
 def compile_all(items, arch, out_dir):
@@ -112,34 +249,75 @@ def board_hashes(port, paths):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _label(source, wheels_dir):
+    if source.startswith(wheels_dir + os.sep):
+        return os.path.relpath(source, wheels_dir).replace(os.sep, "/")     # <wheel>/<file in the wheel>
+    return os.path.relpath(source, REPO_ROOT) if source.startswith(REPO_ROOT) else source
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="vistelse deploy", description=__doc__.splitlines()[0])
     p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     p.add_argument("--board", choices=sorted(BOARDS), default="esp32_devkitc")
     p.add_argument("--config", help="the node's vistelse.json from `vistelse provision`")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    p.add_argument("--no-deps", action="store_true", help="skip `mpremote mip install` (no network at the board)")
+    p.add_argument("--sensor", choices=sorted(SENSOR_DEPS),
+                   help="whose dependencies to install (default: the node file's \"sensor\", else ld2450)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, change nothing on the board (missing wheels are still fetched to the cache)")
+    p.add_argument("--no-deps", action="store_true",
+                   help="skip installing dependencies: the sensor's wheels and `mpremote mip install` "
+                        "(no network, or they are on the board already)")
     args = p.parse_args(argv)
     board = BOARDS[args.board]
-    items = plan(args.board)
+    sensor = args.sensor
     if args.config:
         if not os.path.exists(args.config):
             p.error("no such file: %s" % args.config)
-        items.append((os.path.abspath(args.config), "vistelse.json", False))
-
-    print("deploy to %s (%s, mpy-cross -march=%s)" % (args.port, args.board, board["arch"]))
-    for source, target, compile_it in items:
-        print("  %-40s <- %s%s" % (":" + target, os.path.relpath(source, REPO_ROOT) if source.startswith(REPO_ROOT)
-                                    else source, "  (compiled)" if compile_it else ""))
-    for package in board["mip"]:
-        print("  mip install %s" % package)
-    if args.dry_run:
-        print("dry run: nothing changed")
-        return 0
+        try:
+            with open(args.config) as f:
+                node_sensor = json.load(f).get("sensor")
+        except (ValueError, AttributeError) as exc:
+            p.error("%s is not a node file: %s" % (args.config, exc))
+        if node_sensor is not None:
+            if node_sensor not in SENSOR_DEPS:
+                p.error("%s: unknown sensor %r (known: %s)" % (args.config, node_sensor, ", ".join(sorted(SENSOR_DEPS))))
+            if sensor and sensor != node_sensor:
+                p.error("--sensor %s, but %s says %r" % (sensor, args.config, node_sensor))
+            sensor = node_sensor
+    sensor = sensor or "ld2450"
 
     with tempfile.TemporaryDirectory(prefix="vistelse-deploy-") as build:
+        wheels_dir = os.path.join(build, "wheels")
+        items = plan(args.board)
+        deps = []
+        if SENSOR_DEPS[sensor] and not args.no_deps:
+            try:
+                deps = dependency_items(sensor, wheels_dir)
+            except (RuntimeError, OSError, zipfile.BadZipFile, subprocess.TimeoutExpired) as exc:
+                sys.stderr.write("vistelse deploy: the %s dependencies: %s\n" % (sensor, exc))
+                return 1
+        items += deps
+        if args.config:
+            items.append((os.path.abspath(args.config), "vistelse.json", False))
+
+        print("deploy to %s (%s, mpy-cross -march=%s, sensor %s)" % (args.port, args.board, board["arch"], sensor))
+        for source, target, compile_it in items:
+            print("  %-48s <- %s%s" % (":" + target, _label(source, wheels_dir), "  (compiled)" if compile_it else ""))
+        if deps:
+            for name in SENSOR_DEPS[sensor]:
+                if WHEELS[name].skip:
+                    print("  (not copied from %s: %s, not MicroPython backends)"
+                          % (WHEELS[name].filename, ", ".join(WHEELS[name].skip)))
+        if SENSOR_DEPS[sensor] and args.no_deps:
+            print("  (--no-deps: not installing %s)" % ", ".join(WHEELS[n].requirement for n in SENSOR_DEPS[sensor]))
+        for package in board["mip"]:
+            print("  mip install %s" % package)
+        if args.dry_run:
+            print("dry run: nothing changed")
+            return 0
+
         try:
-            files = compile_all(items, board["arch"], build)
+            files = compile_all(items, board["arch"], os.path.join(build, "out"))
         except RuntimeError as exc:
             sys.stderr.write("vistelse deploy: %s\n" % exc)
             return 1
@@ -149,9 +327,12 @@ def main(argv=None):
                 if proc.returncode != 0:
                     sys.stderr.write("vistelse deploy: mip install %s failed\n" % package)
                     return 1
-        # One mpremote session: make the folders, then copy every file.
+        # One mpremote session: remove an earlier install of the dependencies,
+        # make the folders, then copy every file.
         dirs = sorted({os.path.dirname(t) for _, t in files if os.path.dirname(t)}, key=lambda d: d.count("/"))
         cmd = mpremote_cmd() + ["connect", args.port]
+        if deps:
+            cmd += ["exec", _REMOVE_SCRIPT % dependency_roots(deps), "+"]
         for d in dirs:
             cmd += ["exec", "import os\ntry:\n    os.mkdir(%r)\nexcept OSError:\n    pass" % d, "+"]
         for source, target in files:
