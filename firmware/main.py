@@ -23,5 +23,18 @@ if _held():
 else:
     print("vistelse: starting in %d s (Ctrl-C for the REPL)" % (SAFE_START_MS // 1000))
     time.sleep_ms(SAFE_START_MS)
-    import vistelse_node.app
-    vistelse_node.app.start()
+    try:
+        import vistelse_node.app
+        vistelse_node.app.start()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        # A sensor or modem that does not answer at start-up (loose cable,
+        # brown-out): say why on the USB console, wait, and start afresh
+        # rather than sit at the REPL for ever.
+        import sys
+        import machine
+        sys.print_exception(exc)
+        print("vistelse: start-up failed; resetting in 60 s")
+        time.sleep_ms(60000)
+        machine.reset()
