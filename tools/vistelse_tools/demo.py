@@ -99,11 +99,16 @@ class SceneSensor:
     or a passage under the ToF sensor)."""
 
     CHUNK_MIN = 10
+    # How busy a public place is by hour of day (share of the busiest hour):
+    # quiet nights, a morning rush, lunch and the late afternoon.
+    DAY_PROFILE = (0.05, 0.03, 0.02, 0.02, 0.03, 0.08, 0.25, 0.6, 0.8, 0.55, 0.5, 0.7,
+                   1.0, 0.9, 0.6, 0.6, 0.8, 0.95, 0.8, 0.6, 0.45, 0.3, 0.2, 0.1)
 
-    def __init__(self, kind, clock, seed):
+    def __init__(self, kind, clock, seed, start_epoch=None):
         self.kind = kind
         self.clock = clock
         self.seed = seed
+        self.start_epoch = start_epoch
         self.t0 = clock.ticks_ms()
         self._frames = self._stream()
         self._next = next(self._frames)
@@ -113,7 +118,14 @@ class SceneSensor:
         k = 0
         while True:
             site = simulate.square_site if self.kind == "radar" else simulate.passage_site
-            scene, header = site(self.CHUNK_MIN, seed=self.seed * 100003 + k)
+            busiest_gap_s = 12.0 if self.kind == "radar" else 8.0
+            share = 1.0
+            if self.start_epoch is not None:
+                from zoneinfo import ZoneInfo
+                hour = datetime.datetime.fromtimestamp(self.start_epoch + k * self.CHUNK_MIN * 60,
+                                                       ZoneInfo("Europe/Stockholm")).hour
+                share = self.DAY_PROFILE[hour]
+            scene, header = site(self.CHUNK_MIN, seed=self.seed * 100003 + k, mean_gap_s=busiest_gap_s / share)
             frames = (simulate.ld2450_frames if self.kind == "radar" else simulate.vl53l5cx_frames)(
                 scene, header, self.seed * 100003 + k)
             offset = k * self.CHUNK_MIN * 60000
@@ -159,7 +171,7 @@ class DemoNode:
         self.start_epoch = clock.start
         self.uplinks = 0
         self.vn = VirtualNode(doc, None, folder=folder, on_uplink=self._uplink,
-                              downlinks=self._downlink, sensor=lambda c: SceneSensor(kind, c, seed),
+                              downlinks=self._downlink, sensor=lambda c: SceneSensor(kind, c, seed, clock.start),
                               session_kw={"on_join": self._joined, "seed": seed})
         self._stop = threading.Event()
         self._thread = None

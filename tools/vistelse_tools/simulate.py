@@ -409,8 +409,9 @@ def tof_header(lines, interval_s=60, height_mm=2800, source="vistelse simulate")
             "interval_s": interval_s, "start": "2026-01-01T00:00:00Z", "source": source}
 
 
-def square_site(minutes, seed=0, interval_s=60):
-    """A square watched by a radar on a pole: passers-by, people who stop, groups."""
+def square_site(minutes, seed=0, interval_s=60, mean_gap_s=12.0):
+    """A square watched by a radar on a pole: passers-by, people who stop, groups
+    (a new arrival every `mean_gap_s` seconds on average)."""
     rng = random.Random(seed)
     header = radar_header(
         zones=[{"id": "square", "polygon_mm": [[-2500, 800], [2500, 800], [2500, 5000], [-2500, 5000]]}],
@@ -433,12 +434,13 @@ def square_site(minutes, seed=0, interval_s=60):
             scene.add(group(a, b, t, size=rng.choice([2, 3]), spacing_mm=rng.uniform(550, 800)))
         else:
             scene.add(walker(a, b, t, rng.uniform(1000, 1600), 1200 if child else rng.gauss(1720, 90)))
-        t += rng.expovariate(1 / 12.0)
+        t += rng.expovariate(1 / mean_gap_s)
     return scene, header
 
 
-def passage_site(minutes, seed=0, interval_s=60):
-    """A passage under an overhead ToF sensor: people through a door, some children."""
+def passage_site(minutes, seed=0, interval_s=60, mean_gap_s=8.0):
+    """A passage under an overhead ToF sensor: people through a door, some children
+    (one every `mean_gap_s` seconds on average)."""
     rng = random.Random(seed)
     header = tof_header(lines=[{"id": "door", "a_mm": [-1200, 0], "b_mm": [1200, 0]}], interval_s=interval_s,
                         source="vistelse simulate: passage under a VL53L5CX")
@@ -451,7 +453,7 @@ def passage_site(minutes, seed=0, interval_s=60):
             a, b = b, a
         h = rng.uniform(1000, 1350) if rng.random() < 0.15 else rng.gauss(1720, 90)
         scene.add(walker(a, b, t, rng.uniform(1000, 1500), h))
-        t += rng.expovariate(1 / 8.0)
+        t += rng.expovariate(1 / mean_gap_s)
     return scene, header
 
 
