@@ -83,6 +83,29 @@ def test_a_person_standing_still_is_kept_while_the_radar_loses_them():
     assert abs(person_s - true_s) < 0.1 * true_s
 
 
+def test_a_person_counts_in_the_maximum_from_their_first_frame_once_confirmed():
+    # A walks out of the zone just before B, who walked in while A was still
+    # inside, is confirmed: both were in the zone together (max 2), although
+    # there is no frame with two confirmed tracks inside
+    p = Pipeline("ld2450", zones=[ZONE], lines=[], min_count=1)
+    for k in range(40):
+        targets = [(-500 + 150 * k, 3000, 150)]              # leaves at x = 2500 in frame 21
+        if k >= 19:
+            targets.append((-2300 + 150 * (k - 19), 2000, 150))
+        p.feed_ld2450(sim.ld2450_frame(targets), 100 * k)
+    assert p.close_interval(4000)["zones"][0]["max_occupancy"] == 2
+
+
+def test_a_ghost_that_is_never_confirmed_does_not_raise_the_maximum():
+    p = Pipeline("ld2450", zones=[ZONE], lines=[], min_count=1)
+    for k in range(40):
+        targets = [(-2000 + 100 * k, 3000, 100)]
+        if 10 <= k < 14:
+            targets.append((1000, 2000, 0))                  # sits still and fades
+        p.feed_ld2450(sim.ld2450_frame(targets), 100 * k)
+    assert p.close_interval(4000)["zones"][0]["max_occupancy"] == 1
+
+
 def test_in_minus_out_is_the_change_in_occupancy():
     rng = random.Random(3)
     scene = sim.Scene(120)

@@ -41,6 +41,10 @@ class Aggregator:
 
     def occupancy(self, zone, count, dt_ms):
         self.person_ms[zone] += count * dt_ms
+        self.peak(zone, count)
+
+    def peak(self, zone, count):
+        """At some moment of this interval, `count` people were inside."""
         if count > self.max_occ[zone]:
             self.max_occ[zone] = count
 

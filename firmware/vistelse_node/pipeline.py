@@ -109,12 +109,20 @@ class Pipeline:
                             tr.visit_start[z] = tr.first_inside[z]
                             tr.events += 1
                             agg.visit_started(z)
+                            # it was there while tentative, too (like its visit)
+                            agg.peak(z, tr.occ_peak[z])
+                            tr.occ_peak[z] = 0
                     tr.last_inside[z] = t
                 elif tr.visit_start[z] is not None and ticks_diff(t, tr.last_inside[z]) >= aggregate.VISIT_BRIDGE_MS:
                     self._visit_end(tr, z)
                 elif not tr.confirmed:
                     tr.first_inside[z] = None
+                    tr.occ_peak[z] = 0
             agg.occupancy(z, count, dt)
+            # a tentative person inside adds to the occupancy they saw, once confirmed
+            for tr in tracks:
+                if not tr.confirmed and tr.first_inside[z] is not None and count + 1 > tr.occ_peak[z]:
+                    tr.occ_peak[z] = count + 1
         for k in range(len(self.lines)):
             line = self.lines[k]
             for tr in tracks:

@@ -38,6 +38,7 @@ class Track:
         self.visit_start = [None] * n_zones
         self.last_inside = [None] * n_zones
         self.first_inside = [None] * n_zones   # while still tentative
+        self.occ_peak = [0] * n_zones           # largest occupancy it was part of while tentative
         self.side = [0] * n_lines
         self.pending = []             # crossings seen before confirmation
         # standing still is judged from the displacement over a second, not
