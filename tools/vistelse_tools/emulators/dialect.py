@@ -4,7 +4,10 @@
 # Runs under CPython and MicroPython.
 
 
-class Dialect:
+from .uart import EmulatedUart
+
+
+class Dialect(EmulatedUart):
     baudrate = 115200
     echo = False
 
@@ -66,32 +69,13 @@ class Dialect:
         self._out = bytearray()
         return data
 
-    # --- UART face (what a driver sees) ---------------------------------------
+    # --- UART face (uart.EmulatedUart) ------------------------------------------
 
-    def write(self, data):
-        self.feed(bytes(data))
-        return len(data)
+    def _receive(self, data):
+        self.feed(data)
 
-    def any(self):
+    def _produce(self):
         self.poll()
-        return len(self._out)
-
-    def read(self, n=-1):
-        self.poll()
-        if not self._out:
-            return None
-        if n is None or n < 0 or n > len(self._out):
-            n = len(self._out)
-        data = bytes(self._out[:n])
-        self._out = self._out[n:]
-        return data
-
-    def readinto(self, buf, nbytes=None):
-        data = self.read(len(buf) if nbytes is None else nbytes)
-        if not data:
-            return None
-        buf[:len(data)] = data
-        return len(data)
 
     # --- to override ------------------------------------------------------------
 

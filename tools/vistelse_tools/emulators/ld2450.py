@@ -29,12 +29,14 @@
 from binascii import unhexlify
 import struct
 
+from .uart import EmulatedUart
+
 CMD_HEADER = b"\xfd\xfc\xfb\xfa"
 CMD_TAIL = b"\x04\x03\x02\x01"
 FIRMWARE = b"\x00\x00\x02\x01\x16\x24\x06\x22"    # type 0, V1.02.22062416
 
 
-class LD2450:
+class LD2450(EmulatedUart):
     baudrate = 256000
 
     def __init__(self, frames, clock, rate_hz=10, loop=False, garbage_rate=0.0, partial_rate=0.0,
@@ -155,34 +157,18 @@ class LD2450:
 
     # --- the UART's side ----------------------------------------------------------
 
-    def write(self, data):
+    def _receive(self, data):
         if self.powered:
             self._in += data
             self._parse()
-        return len(data)
 
-    def any(self):
+    def _produce(self):
         self._stream()
-        return len(self._out)
 
-    def read(self, n=-1):
-        self._stream()
-        if not self._out:
-            return None
-        if n is None or n < 0:
-            n = len(self._out)
+    def _chunk(self, n):
         if self.chunk_max > 0:
-            n = min(n, self._rand(self.chunk_max) + 1)
-        data = bytes(self._out[:n])
-        self._out = self._out[n:]
-        return data
-
-    def readinto(self, buf, nbytes=None):
-        data = self.read(len(buf) if nbytes is None else nbytes)
-        if not data:
-            return None
-        buf[0:len(data)] = data
-        return len(data)
+            return min(n, self._rand(self.chunk_max) + 1)
+        return n
 
     # --- faults --------------------------------------------------------------------
 
