@@ -225,7 +225,7 @@ def test_a_repeated_downlink_is_applied_once_without_a_flag():
     vn.run_for(4 * 60000 + 20000)
     reports = [decode(u) for u in vn.uplinks]
     assert vn.node.rejected == [] and not any("config_rejected" in r["status"]["health"] for r in reports)
-    assert reports[-1]["status"]["config_version"] == 3 and vn.node.pipeline.min_count == 7
+    assert reports[-1]["status"]["config_version"] == 3 and vn.node.release.k == 7
 
 
 def test_forged_downlink_is_rejected():

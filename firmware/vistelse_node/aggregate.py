@@ -38,6 +38,12 @@ class Aggregator:
         self.line_in = [0] * m
         self.line_out = [0] * m
         self.height_counts = [0] * len(HEIGHT_EDGES_MM)
+        self.people = 0
+
+    def person_seen(self):
+        """A person's first visit or crossing (each track once): the release
+        stage's count of the people an interval describes."""
+        self.people += 1
 
     def occupancy(self, zone, count, dt_ms):
         self.person_ms[zone] += count * dt_ms
@@ -78,7 +84,7 @@ class Aggregator:
                           "dwell_hist": {"counts": list(hist)} if sum(hist) >= k and sum(hist) > 0 else None})
         lines = [{"in": self.line_in[i], "out": self.line_out[i], "total_in": self.total_in[i],
                   "total_out": self.total_out[i]} for i in range(self.n_lines)]
-        interval = {"zones": zones, "lines": lines}
+        interval = {"zones": zones, "lines": lines, "people": self.people}
         if self.heights:
             n = sum(self.height_counts)
             interval["height_classes"] = {"counts": list(self.height_counts)} if n >= k and n > 0 else None

@@ -16,6 +16,7 @@
 import json
 
 from vistelse_node import flashfs
+from vistelse_node.release import K_MAX, K_MIN
 
 MAX_ZONES = 8
 MAX_LINES = 4
@@ -111,7 +112,11 @@ def merged(current, sensor, downlink):
     if "lines" in downlink:
         new["lines"] = _apply_edits(current["lines"], downlink["lines"], MAX_LINES, "line", _line)
     if "min_count" in downlink:
-        new["min_count"] = downlink["min_count"]
+        k = downlink["min_count"]
+        if not K_MIN <= k <= K_MAX:
+            # the privacy guarantee's k (docs/privacy.md): a downlink cannot weaken it below K_MIN
+            raise ConfigError("min_count %d: the release stage needs %d to %d people per record" % (k, K_MIN, K_MAX))
+        new["min_count"] = k
     if "sensor_mode" in downlink:
         mode = downlink["sensor_mode"]
         if mode not in SENSOR_MODES[sensor]:

@@ -31,6 +31,7 @@ from vistelse_node import queue as report_queue
 from vistelse_node.clock import ticks_add, ticks_diff
 from vistelse_node.modem.base import ModemError, BUSY, DUTY_CYCLE, LENGTH, NOT_JOINED
 from vistelse_node.pipeline import Pipeline
+from vistelse_node.release import Release
 from vistelse_node.sendpolicy import SendPolicy
 
 FRAMES_PER_TURN = 4           # bounded work per turn keeps the watchdog fed
@@ -64,6 +65,8 @@ class Node:
         self.policy = SendPolicy(clock) if budget_ms is None else SendPolicy(clock, budget_ms)
         cfg = self.config.current
         self.in_force = cfg
+        self.release = Release(fs, cfg["min_count"])      # docs/privacy.md: k people per record
+        self.release.resume(self.queue.next_seq, self.queue.tot)
         self._build_pipeline(cfg)
         self._set_sensor_mode(cfg["sensor_mode"])
         self.pending = None           # accepted configuration, in force from the next interval
@@ -89,6 +92,7 @@ class Node:
         self._read_sensor()
         if self.watch.check():
             self.log("sensor silent: re-initialising")
+            self._queue(self.release.flush(), ticks_add(self.interval_end, -self.in_force["interval_s"] * 1000), 0)
             try:
                 self.sensor.reinit()
             except OSError as exc:
@@ -124,7 +128,7 @@ class Node:
         if self.kind == "vl53l5cx":
             mount["resolution"] = 4 if cfg["sensor_mode"] == "tof_4x4" else 8
         self.pipeline = Pipeline(self.kind, [z for z in cfg["zones"]], [(a, b) for a, b in cfg["lines"]],
-                                 cfg["min_count"], cfg["still_hold_s"], mount)
+                                 0, cfg["still_hold_s"], mount)     # withholding is the release stage's
 
     def _set_sensor_mode(self, mode):
         if hasattr(self.sensor, "set_mode"):
@@ -141,31 +145,36 @@ class Node:
         if layout_changes:
             self.pipeline.finish(end)         # visits in progress end with the old layout
         interval = self.pipeline.close_interval(end)
-        tot = list(self.queue.tot)
-        for k in range(len(interval["lines"])):
-            line = interval["lines"][k]
-            tot[2 * k] += line["in"]
-            tot[2 * k + 1] += line["out"]
-            line["total_in"] = tot[2 * k]
-            line["total_out"] = tot[2 * k + 1]
-        seq = self.queue.append(interval, cfg["interval_s"], tot, end)
+        seq = self._queue(self.release.take(interval, cfg["interval_s"], self.queue.next_seq), end,
+                          cfg["interval_s"])
         if self.queue.merged:
             self.health.raise_flag("queue_merged")
             self.queue.merged = False
-        self.log("interval", seq, "queued;", len(self.queue), "waiting")
+        if seq is None:
+            self.log("interval held: fewer than", self.release.k, "people so far")
+        else:
+            self.log("interval", seq, "queued;", len(self.queue), "waiting")
         if self.pending is not None:
             self._put_in_force(self.pending, layout_changes)
             self.pending = None
         self.interval_end = ticks_add(end, self.in_force["interval_s"] * 1000)
+
+    def _queue(self, records, end, interval_s):
+        """Queue what the release stage lets go (records end one interval apart)."""
+        seq = None
+        for i in range(len(records)):
+            seq = self.queue.append_record(records[i], ticks_add(end, -(len(records) - 1 - i) * interval_s * 1000))
+        return seq
 
     def _put_in_force(self, cfg, layout_changes):
         if self.kind == "vl53l5cx" and cfg["sensor_mode"] != self.in_force["sensor_mode"]:
             self._build_pipeline(cfg)          # 4x4 or 8x8 frames: a new floor model
         elif layout_changes:
             self.pipeline.configure([z for z in cfg["zones"]], [(a, b) for a, b in cfg["lines"]],
-                                    cfg["min_count"], cfg["still_hold_s"])
+                                    0, cfg["still_hold_s"])
         else:
-            self.pipeline.configure(min_count=cfg["min_count"], still_hold_s=cfg["still_hold_s"])
+            self.pipeline.configure(still_hold_s=cfg["still_hold_s"])
+        self.release.set_k(cfg["min_count"])
         if cfg["sensor_mode"] != self.in_force["sensor_mode"]:
             self._set_sensor_mode(cfg["sensor_mode"])
         self.in_force = cfg

@@ -107,7 +107,7 @@ class Pipeline:
                             tr.first_inside[z] = t
                         if tr.confirmed:
                             tr.visit_start[z] = tr.first_inside[z]
-                            tr.events += 1
+                            self._event(tr)
                             agg.visit_started(z)
                             # it was there while tentative, too (like its visit)
                             agg.peak(z, tr.occ_peak[z])
@@ -131,7 +131,7 @@ class Pipeline:
                     continue
                 if tr.side[k] != 0 and s != tr.side[k]:
                     if tr.confirmed:
-                        tr.events += 1
+                        self._event(tr)
                         agg.crossed(k, s > 0)
                     else:
                         tr.pending.append((k, s > 0))
@@ -139,9 +139,14 @@ class Pipeline:
         for tr in tracks:
             if tr.confirmed and tr.pending:
                 for k, direction in tr.pending:
-                    tr.events += 1
+                    self._event(tr)
                     agg.crossed(k, direction)
                 del tr.pending[:]
+
+    def _event(self, tr):
+        if tr.events == 0:
+            self.agg.person_seen()
+        tr.events += 1
 
     def _visit_end(self, tr, z):
         # the visit lasted until the frame after the last one inside

@@ -290,11 +290,17 @@ class Queue:
 
         `tot` is the cumulative [in, out] of the four line slots after it.
         """
-        rec = record_from_interval(self.next_seq, interval, interval_s, tot)
+        return self.append_record(record_from_interval(self.next_seq, interval, interval_s, tot), end_tick)
+
+    def append_record(self, rec, end_tick=None):
+        """Persist a record (it may span several base intervals: the release
+        stage's merge of quiet ones); return its sequence number."""
+        if rec[SEQ] < self.next_seq:
+            raise ValueError("record %d is before the queue's next sequence number %d" % (rec[SEQ], self.next_seq))
         self.records.append(rec)
         self.end_ticks.append(end_tick)
-        self.next_seq += 1
-        self.tot = list(tot)
+        self.next_seq = rec[SEQ] + rec[SPAN]
+        self.tot = list(rec[TOT])
         self._append("I", rec)
         while len(self.records) > self.max_records and self._merge_one():
             pass
