@@ -102,6 +102,10 @@ class Release:
         self.people = 0               # people first seen in the held record
         self.tot0 = None              # cumulative totals before the held record
         self.tot = list(tot) if tot is not None else [0] * (2 * report_queue.LINE_SLOTS)
+        # After a start the tracker does not know who was already there: the
+        # people of the first interval are not counted towards k (else one
+        # person present across a reset would count twice).
+        self.just_started = True
         saved = self.slot.load()
         if saved:
             try:
@@ -142,7 +146,8 @@ class Release:
         queue's next sequence number."""
         out = []
         held = self.held
-        people = interval.get("people", 0)
+        people = 0 if self.just_started else interval.get("people", 0)
+        self.just_started = False
         if held is None:
             rec = self._record(interval, interval_s, next_seq, self.tot)
             if people >= self.k or empty(rec):
