@@ -125,12 +125,17 @@ def aggregate(reports, tz, days):
         zones = r["data"]["zones"]
         day = start.date().isoformat()
         d = per_day.setdefault(day, {"in": 0, "out": 0, "children": 0, "adults": 0, "visits": 0})
-        if zones:
-            occ = sum(z["person_s"] for z in zones) / duration
+        # A record the node merged over quiet hours (docs/privacy.md) is one
+        # observation over its whole span: it says nothing about any one hour
+        # in it, so only records within one clock hour go into the hourly
+        # means (weighted by their length); none is spread over hours.
+        last = dt.datetime.fromtimestamp(r["start_at"] + duration - 1, tz)
+        if zones and (last - start).total_seconds() < 3600 and last.hour == start.hour:
+            occ = sum(z["person_s"] for z in zones)
             hour_sum[start.hour] += occ
-            hour_n[start.hour] += 1
+            hour_n[start.hour] += duration
             heat_sum[start.weekday()][start.hour] += occ
-            heat_n[start.weekday()][start.hour] += 1
+            heat_n[start.weekday()][start.hour] += duration
         for z in zones:
             d["visits"] += z["visits"]
             if z["dwell_hist"]:
