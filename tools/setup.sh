@@ -18,6 +18,12 @@ if ! command -v node >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 fi
 npm ci --silent --no-audit --no-fund
 
+# WeasyPrint (the documents' PDF) lays text out with Pango and subsets fonts with HarfBuzz
+if [ "$(id -u)" = 0 ] && ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 \
+    libharfbuzz-subset0 fonts-dejavu-core
+fi
+
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto

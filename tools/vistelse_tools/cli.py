@@ -20,6 +20,7 @@ COMMANDS = {
     "deploy": ("vistelse_tools.deploy", "compile and copy the firmware to a board with mpremote"),
     "downlink": ("vistelse_gateway.downlink_cli", "send a configuration downlink to a node"),
     "gateway": ("vistelse_gateway.service", "run the gateway service"),
+    "documents": ("vistelse_gateway.documents.cli", "a site's DPIA draft, sign text and yearly review (sv/en, HTML/PDF)"),
 }
 
 

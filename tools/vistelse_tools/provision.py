@@ -159,7 +159,9 @@ def main(argv=None):
     entry = {
         "network": args.network, "application": args.application, "name": args.name, "site": args.site,
         "meta": {"sensor": args.sensor, "board": args.board, "zones": zones, "lines": lines,
-                 "location": args.location},
+                 "location": args.location,
+                 # the factory configuration, for the site's documents (vistelse documents)
+                 "config": {"config_version": 0, "interval_s": args.interval, "min_count": 5}},
         "register": {"measures": measures, "purpose": args.purpose, "legal_basis": args.legal_basis,
                      "retention": args.retention, "owner": args.owner, "contact": args.contact,
                      "installed": installed.isoformat(), "review_due": review_due.isoformat(),

@@ -143,6 +143,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, pages.register_data(app.store, app.cfg))
             if path == "/register":
                 return self._send(200, pages.register_html(app.store, app.cfg), "text/html; charset=utf-8")
+            if path.startswith("/documents/"):      # public, like the register they are linked from
+                from ..documents import cli as documents_cli     # documents import these pages
+                dev, _, name = path[len("/documents/"):].partition("/")
+                found = documents_cli.document(app.store, app.cfg, dev, name)
+                if found is None:
+                    return self._send(404, "no such document\n")
+                return self._send(200, found[0], found[1])
             if path == "/":
                 return self._send(302, "", headers={"Location": "/status"})
             actor = self._auth()

@@ -3,6 +3,7 @@ import datetime as dt
 import time
 from html import escape
 
+from ..documents import review
 from ..timeutil import iso
 from . import plots
 
@@ -61,8 +62,13 @@ def status_data(app):
     for w in app.workers:
         if w.sink.name in outbox:
             outbox[w.sink.name]["last_error"] = w.last_error
+    problems = list(app.health())
+    overdue = [s for s in register_data(app.store, app.cfg)["sensors"] if s["review_overdue"]]
+    for s in overdue:
+        problems.append("yearly review of %s (%s) overdue since %s" % (s["name"] or s["id"], s["id"], s["review_due"]))
     return {"now": iso(now), "devices": devices, "rejected": app.store.quarantine(50), "outbox": outbox,
-            "rejections_by_reason": app.store.quarantine_counts(), "problems": app.health()}
+            "rejections_by_reason": app.store.quarantine_counts(), "problems": problems,
+            "reviews_overdue": [s["id"] for s in overdue]}
 
 
 def status_html(app):
@@ -225,12 +231,16 @@ def register_data(store, cfg):
     retention = cfg.get("retention", {})
     today = dt.date.today()
     items = []
+    recorded = review.latest(store)          # yearly reviews in the access log (documents/review.py)
     for d in store.list_devices():
         r = d["register"] or {}
         meta = d["meta"] or {}
         installed = _date(r.get("installed"))
         last_review = _date(r.get("last_review")) or installed
         due = _date(r.get("review_due"))
+        done = recorded.get(d["dev_eui"])
+        if done:
+            last_review, due = _date(done["date"]), _date(done["next_due"])
         if due is None and last_review:
             due = last_review + dt.timedelta(days=reg_defaults.get("review_interval_days", 365))
         items.append({
@@ -251,6 +261,8 @@ def register_data(store, cfg):
             "review_due": due.isoformat() if due else None,
             "review_overdue": bool(due and due < today and d["status"] == "active"),
             "impact_assessment": r.get("impact_assessment", ""),
+            "review": {"by": done["by"], "decision": done["decision"], "date": done["date"]} if done else None,
+            "documents": "/documents/%s/" % d["dev_eui"],
         })
     return {"title": reg_defaults.get("title", "Sensor register"), "generated": iso(time.time()), "sensors": items}
 
@@ -263,16 +275,22 @@ def register_html(store, cfg):
         where = escape(s["place"] or "")
         if isinstance(loc, dict) and "lat" in loc:
             where += "<br><small>%.5f, %.5f</small>" % (float(loc["lat"]), float(loc["lon"]))
-        review = escape(s["review_due"] or "not set")
+        review_due = escape(s["review_due"] or "not set")
         if s["review_overdue"]:
-            review = '<span class="bad">%s (overdue)</span>' % review
+            review_due = '<span class="bad">%s (overdue)</span>' % review_due
+        if s["review"]:
+            review_due += "<br><small>last: %s, %s (%s)</small>" % (
+                escape(s["review"]["date"]), escape(s["review"]["by"]), escape(s["review"]["decision"]))
+        review_due += ('<br><small><a href="%sdpia.sv.html">konsekvensbedömning</a> · <a href="%ssign.sv.html">skylt</a>'
+                       ' · <a href="%sdpia.en.html">DPIA</a> · <a href="%ssign.en.html">sign</a> · '
+                       '<a href="%s">all documents</a></small>') % ((s["documents"],) * 5)
         rows.append("<tr><td>%s<br><small><code>%s</code> %s</small></td><td>%s</td><td>%s<br><small>Personal data: %s"
                     "</small></td><td>%s</td><td>%s</td><td>%s</td><td>%s<br><small>%s</small></td><td>%s</td>"
                     "<td>%s</td></tr>" % (
                         escape(s["name"] or s["id"]), s["id"], escape(s["status"]), where, escape(s["measures"]),
                         escape(s["personal_data"]), escape(s["purpose"]), escape(s["legal_basis"]),
                         escape(s["retention"]), escape(s["owner"]), escape(s["contact"]),
-                        escape(s["installed"] or "-"), review))
+                        escape(s["installed"] or "-"), review_due))
     body = ("<p>Every sensor this gateway receives data from: what it measures, where, why, on what legal basis, how "
             "long data is kept, who is responsible and when it is next reviewed. Machine-readable: "
             "<a href=\"/register.json\">register.json</a>.</p><table><tr><th>Sensor</th><th>Where</th><th>Measures</th>"
