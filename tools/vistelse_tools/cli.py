@@ -15,6 +15,7 @@ COMMANDS = {
     "evaluate": ("vistelse_tools.evaluate", "compare predictions with ground truth (WAPE, MAE)"),
     "record": ("vistelse_tools.record", "record sensor frames from a node over USB"),
     "simulate": ("vistelse_tools.simulate", "write a simulated recording with ground truth"),
+    "privacy-cost": ("vistelse_tools.privacy_cost", "accuracy and time resolution with and without the privacy guarantee"),
     "airtime": ("vistelse_tools.airtime", "time on air, duty cycle, daily budget and battery life"),
     "provision": ("vistelse_tools.provision", "create device keys and register a node"),
     "deploy": ("vistelse_tools.deploy", "compile and copy the firmware to a board with mpremote"),

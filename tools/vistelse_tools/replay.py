@@ -58,6 +58,14 @@ def predict(rec_path, min_count=5):
         decoded = vc.decode_uplink(frame, vc.FPORT_REPORT, dev_eui=DEV_EUI, key=KEY)
         intervals.append(to_prediction(header, k, interval_ms, decoded))
 
+    run(header, frames, pipe, close)
+    return {"format": "vistelse-prediction", "version": 1, "intervals": intervals}
+
+
+def run(header, frames, pipe, close):
+    """Feed every frame at its recorded time; close(k, t_ms) at each interval
+    boundary and once at the end (after the visits in progress ended)."""
+    interval_ms = int(header["interval_s"] * 1000)
     k = 0
     t = 0
     for frame in frames:
@@ -71,7 +79,6 @@ def predict(rec_path, min_count=5):
             pipe.feed_tof(frame["mm"], frame["status"], t)
     pipe.finish(t)
     close(k, t)
-    return {"format": "vistelse-prediction", "version": 1, "intervals": intervals}
 
 
 def main(argv=None):
