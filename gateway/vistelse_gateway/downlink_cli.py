@@ -15,6 +15,7 @@ import vistelse_codec
 
 from . import config as config_mod
 from . import downlink
+from .documents.facts import K_MAX, K_MIN
 from .store import StoreError, open_store
 
 
@@ -40,7 +41,7 @@ def parser():
     p.add_argument("dev_eui")
     p.add_argument("--config", "-c", default="gateway.toml", help="the gateway's configuration (default %(default)s)")
     p.add_argument("--interval", type=int, help="reporting interval in SECONDS (60..86400)")
-    p.add_argument("--min-count", type=int, help="small-count suppression threshold")
+    p.add_argument("--min-count", type=int, help="k of the privacy guarantee: people per released record (3-50)")
     p.add_argument("--mode", choices=sorted(vistelse_codec.SENSOR_MODES.values()), help="sensor mode")
     p.add_argument("--still-hold", type=int, help="keep a still person this many SECONDS (0..3600)")
     p.add_argument("--zone", type=_zone, action="append", default=[], help='"INDEX:x,y x,y x,y ..." (mm)')
@@ -78,6 +79,10 @@ def main(argv=None):
         if args.interval is not None:
             conf["interval_s"] = args.interval
         if args.min_count is not None:
+            if not K_MIN <= args.min_count <= K_MAX:
+                sys.stderr.write("vistelse downlink: --min-count is k, people per released record: %d to %d "
+                                 "(nodes reject other values; docs/privacy.md)\n" % (K_MIN, K_MAX))
+                return 2
             conf["min_count"] = args.min_count
         if args.mode:
             conf["sensor_mode"] = args.mode
