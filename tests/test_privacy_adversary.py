@@ -96,18 +96,21 @@ def activity_ms(scene, header):
 def run_node(scene, header, k, lost, resets, minutes):
     """Every report that reached the network, decoded, and the scene time
     span [start, end) of each base interval by sequence number."""
-    frames = list(simulate.ld2450_frames(scene, header, 1, model=CleanRadar))
+    if header["sensor"] == "ld2450":
+        frames = list(simulate.ld2450_frames(scene, header, 1, model=CleanRadar))
+    else:
+        frames = list(simulate.vl53l5cx_frames(scene, header, 1))
     head = json.dumps(header)
     spans = []                                          # seq -> (start_ms, end_ms)
 
     def sensor_from(clock):
         # the scene goes on while the node restarts: play it from now on
         now = clock.elapsed_ms
-        lines = [head] + [json.dumps({"t_ms": f["t_ms"] - now, "raw": f["raw"]}) for f in frames if f["t_ms"] >= now]
+        lines = [head] + [json.dumps(dict(f, t_ms=f["t_ms"] - now)) for f in frames if f["t_ms"] >= now]
         return ReplaySensor(lines, clock)
 
     node_file = {"dev_eui": DEV, "join_eui": "0000000000000000", "app_key": "00112233445566778899aabbccddeeff",
-                 "tag_key": TAG_KEY.hex(), "sensor": "ld2450", "mount": header["mount"],
+                 "tag_key": TAG_KEY.hex(), "sensor": header["sensor"], "mount": header["mount"],
                  "config": {"interval_s": INTERVAL_S, "min_count": k,
                             "zones": [z["polygon_mm"] for z in header["zones"]],
                             "lines": [[ln["a_mm"], ln["b_mm"]] for ln in header["lines"]]}}
@@ -220,3 +223,32 @@ def test_the_adversary_finds_what_a_release_without_merging_gives_away():
     lone = {"seq": 2, "intervals": [{"zones": [{"visits": 1, "person_s": 47, "max_occupancy": 1, "dwell_hist": None}],
                                      "lines": [{"in": 0, "out": 0, "total_in": 0, "total_out": 0}]}]}
     assert "isolates 1 person" in attack(scene, header, [lone], spans, 5)
+
+
+def passage_scene(people, minutes):
+    """people: (t0_s, lane -2..2, child, towards) -> a scene under the overhead ToF sensor."""
+    scene = simulate.Scene(minutes * 60)
+    for t0, lane, child, towards in people:
+        a, b = (lane * 250, -2000), (lane * 250, 2000)
+        if towards:
+            a, b = b, a
+        scene.add(simulate.walker(a, b, t0, height_mm=1150 if child else 1750))
+    return scene
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(people=st.lists(st.tuples(st.integers(0, 6 * 60), st.integers(-2, 2), st.booleans(), st.booleans()),
+                       min_size=1, max_size=7),
+       k=st.sampled_from([3, 5]), resets=st.lists(st.integers(60000, 7 * 60000), max_size=1))
+@example(people=[(100, 0, True, False)], k=5, resets=[])                               # a lone child at night
+@example(people=[(40, 0, True, False), (200, 1, False, True), (230, -1, False, False), (260, 0, False, True)],
+         k=3, resets=[])
+def test_overhead_tof_height_classes_isolate_no_one(people, k, resets):
+    """The same adversary over a passage under the ToF sensor, which also
+    sends height classes (child / adult)."""
+    minutes = 8
+    _, header = simulate.passage_site(1, 0, INTERVAL_S)
+    scene = passage_scene(people, minutes)
+    received, spans = run_node(scene, header, k, set(), resets, minutes)
+    found = attack(scene, header, received, spans, k)
+    assert found is None, found
