@@ -102,10 +102,11 @@ class Release:
         self.people = 0               # people first seen in the held record
         self.tot0 = None              # cumulative totals before the held record
         self.tot = list(tot) if tot is not None else [0] * (2 * report_queue.LINE_SLOTS)
-        # After a start the tracker does not know who was already there: the
-        # people of the first interval are not counted towards k (else one
-        # person present across a reset would count twice).
-        self.just_started = True
+        # After a restart with a record held, the tracker does not know who of
+        # its people is still there: the people of the first interval are not
+        # counted towards k (else one person present across the reset would
+        # count twice in the same record). Set by resume().
+        self.just_started = False
         saved = self.slot.load()
         if saved:
             try:
@@ -123,6 +124,7 @@ class Release:
         cut after the queue's write), and take the totals it continues from."""
         if self.held is not None and self.held[report_queue.SEQ] < next_seq:
             self._save(None, 0, None)
+        self.just_started = self.held is not None
         self.tot = list(self.held[report_queue.TOT]) if self.held is not None else list(tot)
 
     def _save(self, held, people, tot0):
