@@ -252,3 +252,33 @@ def test_overhead_tof_height_classes_isolate_no_one(people, k, resets):
     received, spans = run_node(scene, header, k, set(), resets, minutes)
     found = attack(scene, header, received, spans, k)
     assert found is None, found
+
+
+def test_the_node_under_micropython_gives_the_adversary_nothing(micropython, tmp_path):
+    """The firmware under MicroPython (WebAssembly) over a quiet scene: its
+    uplinks, decoded, isolate no one (the scene of the old node's first
+    failure, and a few passers-by after it)."""
+    from test_node import MICROPYTHON_SCRIPT
+    from vistelse_tools.micropython import BOARD_FILES
+    import os
+    minutes, k = 10, 5
+    header = square_header()
+    scene = build_scene([("stop", 120, 2, 47), ("walk_left", 300, 0, 0), ("walk_right", 330, 4, 0),
+                         ("stop", 380, 1, 30), ("walk_left", 420, 5, 0)], minutes)
+    frames = simulate.ld2450_frames(scene, header, 1, model=CleanRadar)
+    (tmp_path / "scene.rec.jsonl").write_text("\n".join([json.dumps(header)] + [json.dumps(f) for f in frames]) + "\n")
+    node_file = {"dev_eui": DEV, "join_eui": "0000000000000000", "app_key": "00112233445566778899aabbccddeeff",
+                 "tag_key": TAG_KEY.hex(), "sensor": "ld2450", "mount": header["mount"],
+                 "config": {"interval_s": INTERVAL_S, "min_count": k,
+                            "zones": [z["polygon_mm"] for z in header["zones"]],
+                            "lines": [[ln["a_mm"], ln["b_mm"]] for ln in header["lines"]]}}
+    (tmp_path / "node.json").write_text(json.dumps(node_file))
+    emulators = os.path.join(os.path.dirname(simulate.__file__), "emulators")
+    out = micropython(MICROPYTHON_SCRIPT % (minutes * 60000 + 30000),
+                      files=BOARD_FILES + ((emulators, "/flash/lib/emulators"),
+                                           (str(tmp_path / "scene.rec.jsonl"), "/flash/scene.rec.jsonl"),
+                                           (str(tmp_path / "node.json"), "/flash/node.json")), timeout=900)
+    received = [vc.decode_uplink(bytes.fromhex(h), 1, dev_eui=bytes.fromhex(DEV), key=TAG_KEY) for h in out.split()]
+    assert received and any(iv.get("span", 1) > 1 for r in received for iv in r["intervals"])
+    spans = [(i * INTERVAL_S * 1000, (i + 1) * INTERVAL_S * 1000) for i in range(minutes + 1)]
+    assert attack(scene, header, received, spans, k) is None
