@@ -100,14 +100,18 @@ def uplinks():
                      {"zones": [zone(11, 950, 4, [6, 3, 1, 1, 0, 0, 0])], "lines": [line(6, 4, 3, 44)]},
                      {"zones": [zone(3, 120, 2, None)], "lines": [line(2, 1, 5, 45)]},
                      {"zones": [zone(15, 1800, 5, [9, 3, 2, 1, 0, 0, 0])], "lines": [line(9, 7, 14, 52)]}])),
-        valid_up("small counts: dwell histogram withheld below min_count",
+        valid_up("no visit ended in the record: empty dwell histogram",
                  report(intervals=[{"zones": [zone(3, 95, 2, None)], "lines": [line(2, 1, 10, 9)]}])),
-        valid_up("overhead ToF: height classes, withheld in the quiet interval",
+        valid_up("overhead ToF: height classes, none sent in the second record",
                  report(interval_s=60, intervals=[
                      {"zones": [zone(14, 40, 3, [13, 1, 0, 0, 0, 0, 0])], "lines": [line(8, 6, 108, 96)],
                       "height_classes": {"counts": [3, 11]}},
                      {"zones": [zone(2, 6, 1, None)], "lines": [line(1, 1, 109, 97)],
                       "height_classes": None}])),
+        valid_up("quiet hours: 24 intervals merged until the record describes 5 people",
+                 report(interval_s=300, intervals=[
+                     {"span": 24, "zones": [zone(6, 2150, 2, [2, 1, 1, 0, 1, 0, 1])],
+                      "lines": [line(3, 2, 412, 398)]}])),
         valid_up("queue overflow: three intervals merged into one record",
                  report(health=["queue_merged"], intervals=[
                      {"span": 3, "zones": [zone(60, 5400, 7, [30, 15, 8, 4, 2, 1, 0])],
