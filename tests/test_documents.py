@@ -124,7 +124,7 @@ def test_the_sign_speaks_swedish_and_names_who_is_responsible(site):
         sign = text_of(doc_render.render("sign", "sv", site_facts(store, cfg, DEV)))
     finally:
         store.close()
-    assert "Här mäts hur platsen används" in sign and "inga bilder" in sign
+    assert "Här mäts hur platsen används" in sign and "inga bilder" in sign and "besök, personsekunder" in sign
     assert "Sundbybergs stad" in sign and "kamerabevakningslagen (2018:1200)" in sign and "minst 7 personer" in sign
 
 

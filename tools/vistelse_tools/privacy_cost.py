@@ -29,13 +29,13 @@ from vistelse_node import queue as report_queue
 from vistelse_node.release import Release
 
 from . import evaluate, simulate
+from .demo import SceneSensor
 from .recording import read_recording, read_truth
 from .replay import pipeline_for, run
 
 METRIC_NAMES = (("visits", "visits"), ("person_s", "person-seconds"), ("line_in", "line in"),
                 ("line_out", "line out"), ("dwell", "dwell histogram"), ("height", "height classes"))
-DAY_PROFILE = (0.05, 0.03, 0.02, 0.02, 0.03, 0.08, 0.25, 0.6, 0.8, 0.55, 0.5, 0.7,
-               1.0, 0.9, 0.6, 0.6, 0.8, 0.95, 0.8, 0.6, 0.45, 0.3, 0.2, 0.1)   # as the demo's SceneSensor
+DAY_PROFILE = SceneSensor.DAY_PROFILE     # the demo's: quiet nights, rush hours
 # simulated days: (name, busiest-hour mean gap between arrivals in s)
 QUIET_DAY = ("Quiet day: peak 30 arrivals/h, night 0.6-1.5/h", 120.0)
 DAYS = (("Busy day: peak 300 arrivals/h, night 6-15/h", 12.0), QUIET_DAY)

@@ -210,6 +210,22 @@ def shape(item):
     return ("%s: %s" % (name, text)) if name else text
 
 
+def measured_sv(facts):
+    """What the node measures, in Swedish, from its zones and lines (the
+    register's own text may be in any language)."""
+    n = facts["node"]
+    parts = []
+    if n["zones"]:
+        parts.append("i %d zon(er) (%s): besök, personsekunder, högsta antal samtidigt, fördelning av vistelsetid"
+                     % (len(n["zones"]), ", ".join(z.get("name") or "zon %d" % i for i, z in enumerate(n["zones"]))))
+    if n["lines"]:
+        parts.append("över %d linje(r) (%s): antal som passerar in och ut"
+                     % (len(n["lines"]), ", ".join(ln.get("name") or "linje %d" % i for i, ln in enumerate(n["lines"]))))
+    if n["sensor"] == "vl53l5cx":
+        parts.append("antal barn (under 1,40 m) och vuxna")
+    return "; ".join(parts) or "antal personer (sammanräknat)"
+
+
 def _rows(pairs):
     return "".join("<tr><th>%s</th><td>%s</td></tr>" % (escape(k), v) for k, v in pairs)
 
@@ -219,6 +235,12 @@ def _e(facts, path):
     if isinstance(v, list):
         return "<br>".join(escape(x) for x in v) or "-"
     return escape(v)
+
+
+def _measures(t, facts):
+    if t is T["sv"]:
+        return "%s<br><small>Registret: %s</small>" % (escape(measured_sv(facts)), _e(facts, "register.measures"))
+    return _e(facts, "register.measures")
 
 
 def _reviews_table(t, facts):
@@ -251,7 +273,7 @@ def _dpia(t, f):
         "<h2>%s</h2><table>%s</table>" % (t["s_purpose"], _rows([
             (t["purpose"], _e(f, "register.purpose")), (t["legal_basis"], _e(f, "register.legal_basis"))])),
         "<h2>%s</h2><table>%s</table><p>%s</p>" % (t["s_measured"], _rows([
-            (t["measures"], _e(f, "register.measures")), (t["cfg"]["zones"], _e(f, "node.zones")),
+            (t["measures"], _measures(t, f)), (t["cfg"]["zones"], _e(f, "node.zones")),
             (t["cfg"]["lines"], _e(f, "node.lines"))]), escape(t["frames"])),
         "<h2>%s</h2><table>%s</table><p>%s</p><p>%s</p>" % (
             t["s_leaves"], _rows([(t["personal_data"], _e(f, "register.personal_data"))]),
@@ -273,7 +295,7 @@ def _sign(t, f):
             '</div>') % (
         escape(t["sign_lead"]), escape(t["sign_body"] % f["node"]["k"]), _rows([
             (t["place"], _e(f, "register.place") + " (" + _e(f, "register.name") + ")"),
-            (t["measures"], _e(f, "register.measures")), (t["purpose"], _e(f, "register.purpose")),
+            (t["measures"], _measures(t, f)), (t["purpose"], _e(f, "register.purpose")),
             (t["legal_basis"], _e(f, "register.legal_basis")), (t["sign_who"], _e(f, "register.owner")),
             (t["contact"], _e(f, "register.contact")), (t["retention"], _e(f, "register.retention")),
             (t["sign_more"], "/register")]),
