@@ -19,7 +19,7 @@ fi
 npm ci --silent --no-audit --no-fund
 
 # WeasyPrint (the documents' PDF) lays text out with Pango and subsets fonts with HarfBuzz
-if [ "$(id -u)" = 0 ] && ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0; then
+if [ "$(id -u)" = 0 ] && ! { ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 && ldconfig -p 2>/dev/null | grep -q libharfbuzz-subset; }; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 \
     libharfbuzz-subset0 fonts-dejavu-core
 fi
