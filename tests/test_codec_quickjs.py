@@ -21,6 +21,7 @@ HOSTS = os.path.join(ROOT, "tests", "quickjs_hosts.js")
 NEEDS_KEY = "authenticity tag does not match"
 RECV_TIME_MS = 1780300800000  # 2026-06-01T08:00:00Z, the uplink's receive time
 NOT_SIGNED = "tagKey and devEui variables are needed to sign a configuration"
+INTERRUPTED = "JS error: InternalError: interrupted"
 
 
 def load(name):
@@ -33,12 +34,26 @@ DOWNLINK = load("downlink.json")
 ENCODABLE = [v for v in DOWNLINK if "data" in v["output"] and v.get("roundtrip") is not False]
 
 
-def run(jobs):
+def run_once(jobs):
     stdin = "\n".join(json.dumps(j) for j in jobs) + "\n"
     proc = subprocess.run(["node", HOSTS, "--warmup"], input=stdin, capture_output=True, text=True, cwd=ROOT,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def run(jobs):
+    """Results of the jobs. The deadline is wall-clock time, as in ChirpStack;
+    on a busy shared machine a call of our codec that ran past it is run once
+    more (a codec that needs more than 100 ms fails both times)."""
+    results = run_once(jobs)
+    again = [i for i, (j, r) in enumerate(zip(jobs, results))
+             if "codec" not in j and r.get("error", "").startswith(INTERRUPTED)]
+    if again:
+        print("%d of %d calls ran past the deadline; run once more" % (len(again), len(jobs)))
+        for i, r in zip(again, run_once([jobs[i] for i in again])):
+            results[i] = r
+    return results
 
 
 def without_tag(data):
@@ -91,7 +106,7 @@ def test_chirpstack_deadline_stops_a_runaway_codec():
                     "codec": "function decodeUplink(input) { return {data: {t: input.recvTime.toISOString(),"
                              " b: Buffer.from(input.bytes).toString('hex'), v: input.variables}}; }"}])
     for res in results[:2]:
-        assert res["error"].startswith("JS error: InternalError: interrupted"), res
+        assert res["error"].startswith(INTERRUPTED), res
         assert res["ms"] < 1000
     # the input is what mod.rs builds: bytes, fPort, recvTime as a Date, variables; Buffer imported
     assert results[2]["ok"] == {"data": {"t": "2026-06-01T08:00:00.000Z", "b": "010203", "v": {}}}
