@@ -2,7 +2,10 @@
 //
 // QuickJS is quickjs-ng (the engine rquickjs, and so ChirpStack v4, embeds),
 // built to WebAssembly by quickjs-emscripten (npm, pinned in package.json).
-// Each call gets a fresh runtime and context, as in both servers. The hosts:
+// Each call gets a fresh runtime and context, as in both servers. Sources
+// read: chirpstack/chirpstack at 8c26b22e0c97 (chirpstack/src/codec/),
+// TheThingsNetwork/lorawan-stack at 1d2182161975 (v3.32.1+), and
+// TheThingsNetwork/lorawan-devices as of 2022-10-31 (tools/runscript). The hosts:
 //
 //   chirpstack  ChirpStack v4, chirpstack/src/codec/js/mod.rs (decode, encode):
 //               the codec wrapped in an ES module that imports Buffer, the
@@ -177,6 +180,7 @@ function chirpstack(QuickJS, fn, input, codec = CODEC, deadlineMs = CHIRPSTACK_D
       return { data: out.data };
     }
     // Vec<f64> then `as u8`; fPort falls back to the requested one
+    if (!out || !Array.isArray(out.bytes)) throw new HostError('JS error: encodeDownlink did not return bytes');
     const bytes = out.bytes.map((v) => Math.min(255, Math.max(0, Math.trunc(v))));
     const fPort = typeof out.fPort === 'number' ? out.fPort : input.fPort;
     return { bytes, fPort };
