@@ -62,15 +62,12 @@ def test_formatted_as_the_repository_formats(tmp_path):
     proc = subprocess.run([PRETTIER, "--check", "codecs/ttn/vendor/**/*.yaml"], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # the repository's configuration is the one applied: double quotes are not its style
-    bad = os.path.join(VENDOR, "unformatted-check.yaml")
-    try:
-        with open(bad, "w") as f:
-            f.write('name: "Vistelse"\n')
-        proc = subprocess.run([PRETTIER, "--check", bad], capture_output=True, text=True, cwd=ROOT, timeout=120)
-        assert proc.returncode != 0
-    finally:
-        os.remove(bad)
+    # the repository's configuration rejects double quotes
+    bad = tmp_path / "unformatted.yaml"
+    bad.write_text('name: "Vistelse"\n')
+    proc = subprocess.run([PRETTIER, "--config", os.path.join(TTN, ".prettierrc"), "--check", str(bad)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0
 
 
 def test_pictures_decode_as_png():
