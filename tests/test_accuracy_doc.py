@@ -5,8 +5,8 @@ targets table must say "met" exactly when the JSON's figures meet them, and
 the JSON must be what `vistelse evaluate` gives today (the firmware may not
 change its accuracy without the page being regenerated):
 
-    .venv/bin/vistelse evaluate ../shared/recordings --json docs/accuracy.json
-    .venv/bin/vistelse evaluate ../shared/recordings --baseline
+    .venv/bin/vistelse evaluate recordings --json docs/accuracy.json
+    .venv/bin/vistelse evaluate recordings --baseline
 
 Both evaluations take a few seconds.
 """
@@ -21,7 +21,7 @@ from vistelse_tools import evaluate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = open(os.path.join(ROOT, "docs", "accuracy.md"), encoding="utf-8").read()
 FIGURES = json.load(open(os.path.join(ROOT, "docs", "accuracy.json")))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "recordings")
+SHARED = os.path.join(ROOT, "recordings")
 COLUMNS = ("visits", "person_s", "max_occupancy_mae", "line_in", "line_out", "dwell", "height")
 
 

@@ -1,5 +1,6 @@
 """Recording format v1 (read/write exactly), evaluation metrics, baselines."""
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -10,22 +11,25 @@ from vistelse_tools import baseline, evaluate
 from vistelse_tools.recording import (RecordingError, RecordingWriter, read_recording, read_truth,
                                       tof_zone_centres, write_prediction)
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                      "shared", "recordings")
-MANIFEST = json.load(open(os.path.join(SHARED, "manifest.json")))["scenes"]
+RECORDINGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recordings")
+MANIFEST = json.load(open(os.path.join(RECORDINGS, "manifest.json")))["scenes"]
 
 
 @pytest.mark.parametrize("scene", MANIFEST, ids=[s["name"] for s in MANIFEST])
 def test_every_shared_recording_reads_and_matches_its_manifest(scene):
-    header, frames = read_recording(os.path.join(SHARED, scene["name"] + ".rec.jsonl.gz"))
+    header, frames = read_recording(os.path.join(RECORDINGS, scene["name"] + ".rec.jsonl.gz"))
     assert header["sensor"] == scene["sensor"]
     assert header["interval_s"] == scene["interval_s"]
     assert header["mount"]["height_mm"] == scene["mount_mm"]
     n = sum(1 for _ in frames)
     assert abs(n - scene["duration_s"] * header["rate_hz"]) <= 1
-    truth = read_truth(os.path.join(SHARED, scene["name"] + ".truth.json"))
+    truth = read_truth(os.path.join(RECORDINGS, scene["name"] + ".truth.json"))
     assert len(truth["intervals"]) == math.ceil(scene["duration_s"] / scene["interval_s"])
     assert sum(sum(z["visits"] for z in iv["zones"].values()) for iv in truth["intervals"]) == scene["visits"]
+    for name, meta in scene["files"].items():
+        with open(os.path.join(RECORDINGS, name), "rb") as f:
+            data = f.read()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (meta["bytes"], meta["sha256"]), name
 
 
 HEADER = {"format": "vistelse-recording", "version": 1, "sensor": "ld2450", "rate_hz": 10,
@@ -103,7 +107,7 @@ def as_prediction(truth):
 
 
 def test_perfect_prediction_scores_zero_and_known_errors_score_as_defined(tmp_path):
-    truth = read_truth(os.path.join(SHARED, "edge_adult_child_vl53l5cx.truth.json"))
+    truth = read_truth(os.path.join(RECORDINGS, "edge_adult_child_vl53l5cx.truth.json"))
     fig = evaluate.score(truth, as_prediction(truth)).figures()
     assert all(fig[m] == 0 for m in evaluate.METRICS) and fig["max_occupancy_mae"] == 0
     pred = as_prediction(truth)
@@ -124,8 +128,8 @@ def test_bin_counts_uses_half_open_bins_and_an_open_last_bin():
 
 @pytest.mark.parametrize("scene", ["edge_uturn_ld2450", "edge_side_by_side_vl53l5cx"])
 def test_baselines_give_sane_figures(scene):
-    rec = os.path.join(SHARED, scene + ".rec.jsonl.gz")
-    fig = evaluate.score(read_truth(os.path.join(SHARED, scene + ".truth.json")), baseline.predict(rec)).figures()
+    rec = os.path.join(RECORDINGS, scene + ".rec.jsonl.gz")
+    fig = evaluate.score(read_truth(os.path.join(RECORDINGS, scene + ".truth.json")), baseline.predict(rec)).figures()
     for m in ("line_in", "line_out"):
         assert fig[m] is not None and 0 <= fig[m] < 5
     if scene.endswith("ld2450"):

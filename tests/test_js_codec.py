@@ -1,9 +1,12 @@
-"""The JavaScript (TS013) codec: vectors, ES5.1, TTN examples, fuzzing."""
+"""The JavaScript (TS013) codec: vectors, ES5.1, fuzzing.
+
+Run as ChirpStack and The Things Stack run it: tests/test_codec_quickjs.py;
+as The Things Network device repository checks it: tests/test_ttn_device_repository.py.
+"""
 import json
 import os
 import random
 import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,8 +15,6 @@ import vistelse_codec as vc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JS = os.path.join(ROOT, "codecs", "js")
-sys.path.insert(0, JS)
-import make_yaml  # noqa: E402
 
 
 def node(args, stdin=None):
@@ -34,23 +35,11 @@ def test_codec_is_ecmascript_5_1():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_ttn_yaml_is_generated_from_the_vectors():
-    assert make_yaml.main(["--check"]) == 0
-
-
 def run_batch(items):
     stdin = "\n".join(json.dumps(i) for i in items) + "\n"
     proc = node([os.path.join(JS, "fuzz_runner.js")], stdin)
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
-
-
-def test_ttn_examples_pass_without_variables():
-    items = [{"kind": "up" if section == "uplink.json" else "down", **ex["input"], "expect": ex["output"]}
-             for section in ("uplink.json", "downlink.json") for ex in make_yaml.examples(section)]
-    for item, res in zip(items, run_batch(items)):
-        got = {"errors": res["errors"]} if res.get("errors") else {"data": res["data"]}
-        assert got == item["expect"], item
 
 
 def reference(kind, data, fport):

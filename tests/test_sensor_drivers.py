@@ -34,7 +34,7 @@ from vistelse_tools.recording import RecordingError, read_recording
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = os.path.join(ROOT, "firmware")
 EMULATORS = os.path.join(ROOT, "tools", "vistelse_tools", "emulators")
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "recordings")
+RECORDINGS = os.path.join(ROOT, "recordings")
 BIN = os.path.dirname(sys.executable)
 
 
@@ -101,7 +101,7 @@ def test_every_whole_frame_comes_through_garbage_cut_frames_and_short_reads(rada
 
 
 def test_frames_from_a_shared_recording_come_through_unchanged():
-    path = os.path.join(SHARED, "edge_uturn_ld2450.rec.jsonl.gz")
+    path = os.path.join(RECORDINGS, "edge_uturn_ld2450.rec.jsonl.gz")
     frames = radar_emulator.recording_frames(path)[:300]
     clock = SimClock()
     emu = radar_emulator.LD2450(frames, lambda: clock.elapsed_ms, garbage_rate=0.1, chunk_max=31)

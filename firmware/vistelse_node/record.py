@@ -10,7 +10,7 @@
 #   >>> import vistelse_node.record as r
 #   >>> r.run(radar, minutes=10, site={"mount": {"height_mm": 2400}})
 #
-# Output is the recording format v1 (shared/specs/recording-format.md),
+# Output is the recording format v1 (recordings/recording-format.md),
 # one JSON object per line: the header, then one line per frame with t_ms
 # counted from the start of the recording (wrap-safe ticks):
 #

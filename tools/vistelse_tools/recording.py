@@ -1,6 +1,6 @@
 """Sensor recordings, truth and prediction files (recording format v1).
 
-The format is a contract: ../shared/specs/recording-format.md. Readers are
+The format is a contract: recordings/recording-format.md. Readers are
 strict and say which line is wrong; writers produce exactly the format, so
 a file written by `vistelse record` reads back with `read_recording`.
 

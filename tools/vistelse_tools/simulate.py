@@ -1,6 +1,6 @@
 """Scene simulator: people on a floor, seen by an LD2450 radar or a VL53L5CX.
 
-Independent of the shared recordings: used for property tests, for the
+Independent of the benchmark recordings (recordings/): used for property tests, for the
 demo's virtual nodes, and by anyone who wants to see what the pipeline does
 with a situation before installing a sensor.
 
@@ -257,7 +257,7 @@ def ld2450_frame(targets):
 
 
 class RadarModel:
-    """LD2450 behaviour worth testing against (see shared/recordings/README.md)."""
+    """LD2450 behaviour worth testing against (see recordings/README.md)."""
     range_mm = (300, 6000)
     half_angle_deg = 60
     merge_mm = 500          # people closer than this come out as one target

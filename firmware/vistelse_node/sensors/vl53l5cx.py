@@ -4,7 +4,7 @@
 # module qwiic_vl53l5cx, class QwiicVL53L5CX; MicroPython, CircuitPython and
 # Linux) to the node's frames: `mm` and `status`, R*R ints each, zone index
 # i = row * R + col exactly as the recording format defines it
-# (shared/specs/recording-format.md). The driver object is injected, so
+# (recordings/recording-format.md). The driver object is injected, so
 # tests pass a fake with the same methods:
 #
 #   begin() -> bool          set_resolution(16|64) -> status (0 ok)

@@ -1,0 +1,1 @@
+../../../js/vistelse-codec.js
