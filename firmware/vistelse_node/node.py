@@ -29,7 +29,7 @@ from vistelse_node import config as node_config
 from vistelse_node import health as node_health
 from vistelse_node import queue as report_queue
 from vistelse_node.clock import ticks_add, ticks_diff
-from vistelse_node.modem.base import ModemError, BUSY, DUTY_CYCLE, LENGTH, NOT_JOINED
+from vistelse_node.modem.base import ModemError, BUSY, DUTY_CYCLE, LENGTH, NOT_JOINED, NO_ACK
 from vistelse_node.pipeline import Pipeline
 from vistelse_node.sendpolicy import SendPolicy
 
@@ -40,6 +40,11 @@ BUSY_RETRY_MS = 1000
 NO_FIT_RETRY_MS = 600000      # one interval does not fit this data rate: wait for ADR
 REJOIN_AFTER_FAILURES = 3     # failed uplinks in a row before a fresh join
 DUTY_DEFAULT_WAIT_MS = 60000  # the modem said "duty cycle" without saying how long
+# Reports go as confirmed uplinks: the network's ack is the only evidence
+# that an interval arrived. The end of an unconfirmed uplink proves nothing
+# (RUI3 prints +EVT:TX_DONE whatever the MAC's status, lora/service_lora.c
+# McpsConfirm), so an interval leaves the queue only once acknowledged.
+CONFIRMED_UPLINKS = True
 
 
 class Node:
@@ -203,6 +208,9 @@ class Node:
                 return                        # not ours (a modem left sending before a restart)
             upto, nbytes, dr = self.in_flight
             self.in_flight = None
+            if event[1] is not True:          # no ack: not proven sent, the intervals stay queued
+                self._failed(NO_ACK)
+                return
             self.queue.ack(upto)
             self.health.reported()
             self.reset_cause = None
@@ -299,8 +307,10 @@ class Node:
             return
         last = records[-1]
         try:
-            self.modem.send(mcodec.FPORT_REPORT, frame)
+            self.modem.send(mcodec.FPORT_REPORT, frame, confirmed=CONFIRMED_UPLINKS)
         except ModemError as exc:
+            if exc.on_air:                    # the modem sent an empty uplink to flush MAC commands
+                self.policy.spent(0, dr)
             self._refused(exc, len(records))
             return
         self.policy.spent(len(frame), dr)
