@@ -23,7 +23,7 @@ import secrets
 import sys
 
 SENSORS = ("ld2450", "vl53l5cx")
-BOARDS = ("esp32_devkitc", "nucleo_f446re")
+BOARDS = ("esp32_devkitc", "esp32_wrover", "weact_h743", "nucleo_f446re")
 
 
 def new_secrets(dev_eui=None):

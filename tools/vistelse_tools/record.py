@@ -19,6 +19,11 @@ the header line later.
 Ctrl-C stops cleanly: the board is interrupted, the lines it sent so far
 are written and the file is valid. Lines that fail the check are left out
 and counted.
+
+A node in service has its watchdog running, and nothing stops it (not
+Ctrl-C, not a soft reset). Record mode re-times it to WDT_MS (within
+every port's range: the STM32's IWDG stops at 32.7 s) and feeds it; when
+the recording ends the board is reset, so the node starts again.
 """
 import argparse
 import datetime
@@ -30,6 +35,7 @@ import time
 from .recording import RecordingError, RecordingWriter, check_header
 
 SENSORS = ("ld2450", "vl53l5cx")
+WDT_MS = 30000
 
 
 class Recorder:
@@ -106,8 +112,8 @@ class Recorder:
 def board_code(sensor, minutes, site, start, max_frames, pins):
     args = ", ".join("%s=%r" % kv for kv in sorted(pins.items()) if kv[1] is not None)
     return ("import vistelse_node.record as r\n"
-            "r.main(%r, minutes=%r, site=%r, start=%r, max_frames=%r%s)\n"
-            % (sensor, minutes, site, start, max_frames, (", " + args) if args else ""))
+            "r.main(%r, minutes=%r, site=%r, start=%r, max_frames=%r, wdt_ms=%d%s)\n"
+            % (sensor, minutes, site, start, max_frames, WDT_MS, (", " + args) if args else ""))
 
 
 def load_site(path, height_mm):
@@ -173,6 +179,11 @@ def record(port, out, sensor="ld2450", minutes=None, site=None, max_frames=None,
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        try:
+            # the watchdog record mode fed keeps running: restart the node now
+            transport.exec_raw_no_follow("import machine\nmachine.reset()")
+        except Exception:
+            pass
         try:
             transport.exit_raw_repl()
         except Exception:
