@@ -14,9 +14,11 @@
 #
 # Memory (MicroPython ESP32_GENERIC firmware, 1.22-1.29; ports/esp32: the GC
 # heap grows on demand from the IDF heap): about 110 KB free for Python on a
-# WROOM, no PSRAM. Enough for the radar node (docs/firmware.md, board table:
-# tests/test_board_memory.py runs it at this size); NOT for the ToF node,
-# which needs a WROVER (boards/esp32_wrover.py) with ESP32_GENERIC-SPIRAM.
+# WROOM, no PSRAM. The radar node's compiled modules alone take ~79 KB of
+# heap when loaded from the filesystem, so on a WROOM the node runs from a
+# firmware image that freezes them (firmware/manifest.py; docs/firmware.md,
+# board table: tests/test_board_memory.py). NOT for the ToF node, which
+# needs a WROVER (boards/esp32_wrover.py) with ESP32_GENERIC-SPIRAM.
 # Filesystem: the 4 MB module's vfs partition (ports/esp32/partitions-4MiB.csv:
 # 0x200000 bytes), littlefs, 4 KB erase blocks, wear-levelled.
 ARCH = "xtensawin"
@@ -25,6 +27,7 @@ FREE_HEAP = 110 * 1024
 FS_BYTES = 2 * 1024 * 1024
 FS_BLOCK = 4096
 SENSORS = ("ld2450",)
+FROZEN_REQUIRED = True       # the node's modules must be frozen into the image
 
 SENSOR_UART = 2
 SENSOR_TX = 4

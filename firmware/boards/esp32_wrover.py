@@ -18,6 +18,7 @@ FREE_HEAP = 4 * 1024 * 1024 - 256 * 1024     # PSRAM less what the IDF keeps
 FS_BYTES = 2 * 1024 * 1024
 FS_BLOCK = 4096
 SENSORS = ("ld2450", "vl53l5cx")
+FROZEN_REQUIRED = False
 
 SENSOR_UART = 2
 SENSOR_TX = 4

@@ -21,6 +21,7 @@ FREE_HEAP = 80 * 1024
 FS_BYTES = 48 * 1024
 FS_BLOCK = 16384             # the erase unit the FAT's writes land on
 SENSORS = ()
+FROZEN_REQUIRED = False
 
 SENSOR_UART = 3
 SENSOR_TX = None

@@ -25,6 +25,7 @@ FREE_HEAP = 450 * 1024
 FS_BYTES = 8 * 1024 * 1024
 FS_BLOCK = 4096
 SENSORS = ("ld2450", "vl53l5cx")
+FROZEN_REQUIRED = False
 
 SENSOR_UART = 4
 SENSOR_TX = None             # fixed pins on STM32: the UART number chooses them

@@ -269,14 +269,21 @@ class Node:
         room = self.modem.max_payload()
         records = self.queue.batch(self.batch_limit)
         best = None, None
-        for n in range(1, len(records) + 1):
+        # A report grows with every interval it carries: a binary search
+        # encodes ~log2(n) candidates where a linear one made n, whose
+        # garbage (tens of KB with a backlog) a small heap cannot spare.
+        lo, hi = 1, len(records)
+        while lo <= hi:
+            n = (lo + hi) // 2
             try:
                 frame = mcodec.encode_uplink(self.build_report(records[:n]), self.dev_eui, self.tag_key)
             except mcodec.PayloadError:
-                break                     # past the largest LoRaWAN payload
-            if len(frame) > room:
-                break
-            best = records[:n], frame
+                frame = None              # past the largest LoRaWAN payload
+            if frame is not None and len(frame) <= room:
+                best = records[:n], frame
+                lo = n + 1
+            else:
+                hi = n - 1
         if best[0] is None and records:
             # One interval does not fit (slow data rate, many zones, merged
             # spans): send its counts without the breakdowns. An empty dwell

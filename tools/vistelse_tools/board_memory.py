@@ -66,6 +66,7 @@ DAY_MS = %(day_ms)d
 OUTAGE_MS = %(outage_ms)d
 BUSY = %(busy)r             # (start_ms, end_ms) windows with the recorded scene
 FRAME_MS = %(frame_ms)d
+QUIET_MS = %(quiet_ms)d        # a turn in quiet hours: one empty frame
 
 
 class DaySensor:
@@ -86,7 +87,7 @@ class DaySensor:
                     self.replay = ReplaySensor(open('/flash/scene.rec.jsonl'), clock, loop=True)
                 return self.replay.read_frame()
         self.window = self.replay = None
-        if t - self.last_empty >= 1000:
+        if t - self.last_empty >= QUIET_MS:
             self.last_empty = t
             return EMPTY
         return None
@@ -99,6 +100,7 @@ node = Node(nf, DaySensor(), m, clock, flashfs.FlashFS('/flash/state'), reset_ca
 gc.collect()
 START = gc.mem_alloc() - BASE - EMU
 peak = live_peak = 0
+peak_at = None
 max_queue = 0
 turns = 0
 """
@@ -118,9 +120,10 @@ for _ in range(%(chunk)d):
     a = gc.mem_alloc()
     if a > peak:
         peak = a
+        peak_at = [clock.elapsed_ms // 1000, len(node.queue.records)]
     if len(node.queue.records) > max_queue:
         max_queue = len(node.queue.records)
-    clock.advance(FRAME_MS if busy else 1000)
+    clock.advance(FRAME_MS if busy else QUIET_MS)
     turns += 1
     del s.uplinks[:]
     del emu.log[:]
@@ -130,7 +133,7 @@ if _done:
     print(json.dumps({"peak_alloc": peak - BASE - EMU, "live_peak": live_peak - BASE - EMU, "emulator": EMU,
                       "after_start": START, "turns": turns, "max_queue_records": max_queue,
                       "queue_left": len(node.queue.records), "acked": node.queue.acked,
-                      "intervals": node.queue.next_seq, "sent": node.sent}))
+                      "intervals": node.queue.next_seq, "sent": node.sent, "peak_at": peak_at}))
 """
 
 # the sensors' empty frames: an LD2450 frame with no target, a ToF frame of bare floor
@@ -141,10 +144,12 @@ EXTRA_IMPORTS = {"ld2450": "import vistelse_node.sensors.ld2450",
                  "vl53l5cx": "import qwiic_vl53l5cx, vistelse_node.sensors.vl53l5cx"}
 
 
-def busy_windows(hours):
-    """Morning and evening rush plus a midday hour, scaled to the day's length (ms)."""
+def busy_windows(hours, busy_share):
+    """Morning rush, midday and evening rush: three windows with `busy_share`
+    of the day between them (ms from the start)."""
     day = int(hours * 3600000)
-    return [(int(day * a), int(day * a) + int(day * d)) for a, d in ((0.30, 0.014), (0.52, 0.014), (0.72, 0.014))]
+    d = int(day * busy_share / 3)
+    return [(int(day * a), int(day * a) + d) for a in (0.30, 0.52, 0.72)]
 
 
 def compiled_files(board, sensor, work):
@@ -161,7 +166,8 @@ def compiled_files(board, sensor, work):
     return out
 
 
-def measure(sensor, board, hours=24.0, outage_h=12.0, chunk=25, interval_s=300, timeout=900):
+def measure(sensor, board, hours=24.0, outage_h=12.0, chunk=1, interval_s=300, busy_share=0.015, quiet_ms=5000,
+            timeout=900):
     with tempfile.TemporaryDirectory(prefix="vistelse-memory-") as work:
         files = compiled_files(board, sensor, work)
         site = simulate.square_site if sensor == "ld2450" else simulate.passage_site
@@ -182,16 +188,42 @@ def measure(sensor, board, hours=24.0, outage_h=12.0, chunk=25, interval_s=300, 
             json.dump(nf, f)
         day_ms = int(hours * 3600000)
         params = {"dev": DEV, "extra_imports": EXTRA_IMPORTS[sensor], "empty": EMPTY[sensor], "day_ms": day_ms,
-                  "outage_ms": int(outage_h * 3600000), "busy": busy_windows(hours),
-                  "frame_ms": 100 if sensor == "ld2450" else 67}
+                  "outage_ms": int(outage_h * 3600000), "busy": busy_windows(hours, busy_share),
+                  "frame_ms": 100 if sensor == "ld2450" else 67, "quiet_ms": quiet_ms}
         out = run_micropython(SETUP % params, step=STEP % {"chunk": chunk}, repeat=10 ** 7, timeout=timeout,
                               files=[(h, b) for h, b in files] + [(EMULATORS, "/flash/lib/emulators"),
                                                                     (rec, "/flash/scene.rec.jsonl"),
                                                                     (node_json, "/flash/node.json")])
         figures = json.loads(out.strip().splitlines()[-1])
-        figures.update(sensor=sensor, board=board, hours=hours, outage_h=outage_h, chunk=chunk,
+        figures.update(sensor=sensor, board=board, hours=hours, outage_h=outage_h, chunk=chunk, busy_share=busy_share,
                        mpy_bytes=sum(os.path.getsize(h) for h, b in files if b.endswith(".mpy")))
         return figures
+
+
+MODULES_SETUP = """
+import gc
+gc.collect()
+BASE = gc.mem_alloc()
+import vistelse_mcodec
+from vistelse_node import node, record
+from vistelse_node.modem import rak3172, wioe5
+from vistelse_node.sensors import replay, ld2450, vl53l5cx
+"""
+MODULES_STEP = """
+import gc
+print(gc.mem_alloc() - BASE)
+_done = True
+"""
+
+
+def module_ram(board):
+    """Heap the node's compiled modules take once imported (after a collection):
+    what freezing them into the firmware image (firmware/manifest.py) keeps
+    off the heap, less their globals, which stay in RAM when frozen."""
+    with tempfile.TemporaryDirectory(prefix="vistelse-memory-") as work:
+        files = compiled_files(board, "ld2450", work)
+        out = run_micropython(MODULES_SETUP, step=MODULES_STEP, repeat=1, files=files)
+        return int(out.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -200,7 +232,11 @@ def main(argv=None):
     p.add_argument("--board", choices=sorted(deploy.BOARDS), default="esp32_devkitc")
     p.add_argument("--hours", type=float, default=24.0)
     p.add_argument("--outage-hours", type=float, default=12.0)
+    p.add_argument("--modules", action="store_true", help="only the heap the imported .mpy modules take")
     args = p.parse_args(argv)
+    if args.modules:
+        print(json.dumps({"board": args.board, "module_ram": module_ram(args.board)}))
+        return 0
     print(json.dumps(measure(args.sensor, args.board, args.hours, args.outage_hours)))
     return 0
 
