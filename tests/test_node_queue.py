@@ -95,7 +95,7 @@ def test_scenario_without_faults():
 @pytest.mark.parametrize("seed", [1, 2])
 def test_power_cut_at_every_write_step(seed):
     total = count_steps()
-    assert total > 30
+    assert total > 20                 # appends, acks, merges and compactions (one write each)
     for cut in range(1, total + 1):
         fs = MemFS(cut_at=cut, seed=seed * 1000 + cut)
         journal = Journal()

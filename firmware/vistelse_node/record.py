@@ -125,6 +125,8 @@ def main(sensor="ld2450", minutes=None, site=None, start="", max_frames=None, wd
         import machine
         wdt = machine.WDT(timeout=wdt_ms)
     try:
+        if wdt is not None and sensor == "vl53l5cx":
+            pins["feed"] = wdt.feed
         dev = open_sensor(sensor, clock=clock, **pins)
     except Exception as exc:
         sys.stdout.write("# record: the sensor did not start: %s\n" % exc)
