@@ -341,3 +341,45 @@ def test_an_uplink_without_ack_is_not_counted_as_sent():
     assert acked + waiting == vn.node.queue.next_seq           # nothing dropped unproven
     assert sorted(set(seqs)) == list(range(max(seqs) + 1))
     assert len(seqs) > len(set(seqs))            # unacknowledged reports were sent again
+
+
+def _hung_tof_node(feeds_between_steps):
+    """A ToF node whose sensor goes silent and hangs: stop_ranging() spends
+    its 5 s timeout (qwiic_vl53l5cx stop_ranging: 500 polls x 10 ms) and
+    begin() 10.5 s (the 86 KB firmware upload on a slow 100 kHz bus and its
+    1 s sleeps)."""
+    from test_sensor_drivers import FakeQwiicVL53L5CX
+    from vistelse_node.sensors.vl53l5cx import VL53L5CX
+
+    class Hung(FakeQwiicVL53L5CX):
+        def stop_ranging(self):
+            self.clock.advance(5000)
+            return FakeQwiicVL53L5CX.stop_ranging(self)
+
+        def begin(self):
+            self.clock.advance(10500)
+            return FakeQwiicVL53L5CX.begin(self)
+
+    class NoFeed(VL53L5CX):
+        feed = property(lambda self: None, lambda self, v: None)
+
+    header, lines, _ = site(minutes=1, kind="tof")
+    frames = [(json.loads(l)["mm"], json.loads(l)["status"]) for l in lines[1:40]]
+
+    def make(clock):
+        cls = VL53L5CX if feeds_between_steps else NoFeed
+        dev = cls(Hung(frames, clock), clock)
+        dev.setup()
+        return dev
+    vn = VirtualNode(node_file(header), lines, fs=MemFS(), sensor=make)
+    vn.run_for(5 * 60000, step_ms=50)
+    return vn
+
+
+def test_a_hung_tof_reinitialisation_is_fed_and_the_watchdog_is_real():
+    vn = _hung_tof_node(True)
+    assert vn.sensor.reinits >= 1 and vn.watchdog_resets == 0
+    assert vn.wdt.longest_ms <= 10600                  # the longest step (begin), inside 15 s
+    # the same re-initialisation without feeds between its steps: 15.5 s in one turn
+    vn = _hung_tof_node(False)
+    assert vn.watchdog_resets >= 1
