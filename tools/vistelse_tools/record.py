@@ -214,6 +214,10 @@ def main(argv=None):
     p.add_argument("--resolution", type=int, choices=(4, 8), default=8, help="VL53L5CX zones per side")
     p.add_argument("--rate", type=int, help="VL53L5CX frames per second (default 15 at 8x8)")
     p.add_argument("--data-path", help="VL53L5CX: folder of the driver's firmware files on the board")
+    p.add_argument("--i2c", type=int, help="VL53L5CX: the board's hardware I2C bus id (the board file's I2C_ID)")
+    p.add_argument("--rotate", type=int, choices=(0, 1, 2, 3), default=0,
+                   help="VL53L5CX: quarter turns of the sensor on its mount (as for `vistelse provision`)")
+    p.add_argument("--mirror", action="store_true", help="VL53L5CX: mirrored columns (as for `vistelse provision`)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--baud", type=int, default=115200, help="USB serial baud rate (default 115200)")
     args = p.parse_args(argv)
@@ -227,7 +231,8 @@ def main(argv=None):
         pins = {"uart": args.uart, "tx": args.tx, "rx": args.rx}
     else:
         pins = {"sda": args.sda, "scl": args.scl, "resolution": args.resolution, "rate_hz": args.rate,
-                "data_path": args.data_path}
+                "data_path": args.data_path, "i2c": args.i2c, "rotate": args.rotate or None,
+                "mirror": args.mirror or None}
     if not site.get("zones") and not site.get("lines"):
         sys.stderr.write("vistelse record: no --site: the header will have no zones or lines\n")
     try:
