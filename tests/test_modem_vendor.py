@@ -4,6 +4,7 @@ service/) for the RAK3172 and Seeed's LoRa-E5 AT Command Specification for
 the Wio-E5. Each test names the vendor behaviour it holds both to."""
 import pytest
 
+from node_fakes import ScriptedUart
 from test_node_modem import DEV_EUI, APP_KEY, joined, make, wait_event
 from vistelse_node.clock import SimClock
 from vistelse_node.modem import base
@@ -142,26 +143,9 @@ def test_wioe5_length_error_0_flushes_mac_commands_with_an_empty_msg():
     ("+MSGHEX: Length error 12", base.LENGTH),
 ])
 def test_wioe5_refusals_are_classified(reply, cause):
-    class Script:
-        def __init__(self):
-            self.out = bytearray()
-
-        def write(self, data):
-            if data.startswith(b"AT+PORT"):
-                self.out += b"+PORT: 2\r\n"
-            else:
-                self.out += reply.encode() + b"\r\n"
-            return len(data)
-
-        def any(self):
-            return len(self.out)
-
-        def readinto(self, buf):
-            n = min(len(buf), len(self.out))
-            buf[:n] = self.out[:n]
-            del self.out[:n]
-            return n
-    modem = WioE5(Script(), SimClock())
+    def wio(data):
+        return b"+PORT: 2\r\n" if data.startswith(b"AT+PORT") else reply.encode() + b"\r\n"
+    modem = WioE5(ScriptedUart(wio), SimClock())
     modem.joined = True
     with pytest.raises(ModemError) as exc:
         modem.send(2, b"\x01")

@@ -1,6 +1,8 @@
 """Modem drivers against the AT-dialect emulators (in-process, simulated time)."""
 import pytest
 
+from node_fakes import ScriptedUart
+
 from vistelse_node.clock import SimClock
 from vistelse_node.modem import base
 from vistelse_node.modem.base import ModemError, first_int
@@ -222,31 +224,15 @@ def test_loose_parsing_helpers():
 
 
 def test_rak_replies_in_other_casing_and_extra_lines():
-    class Script:
+    def rak(data):
         """A RAK3172 that answers with lower-case and blank lines, as some builds do."""
-
-        def __init__(self):
-            self.out = bytearray()
-
-        def write(self, data):
-            if data.startswith(b"AT+DR=?"):
-                self.out += b"\r\n\r\nat+dr=4\r\nok\r\n"
-            elif data.startswith(b"AT+SEND"):
-                self.out += b"ok\r\n+evt:tx_done\r\n"
-            else:
-                self.out += b"\r\nOK\r\n"
-            return len(data)
-
-        def any(self):
-            return len(self.out)
-
-        def readinto(self, buf):
-            n = min(len(buf), len(self.out))
-            buf[:n] = self.out[:n]
-            del self.out[:n]
-            return n
+        if data.startswith(b"AT+DR=?"):
+            return b"\r\n\r\nat+dr=4\r\nok\r\n"
+        if data.startswith(b"AT+SEND"):
+            return b"ok\r\n+evt:tx_done\r\n"
+        return b"\r\nOK\r\n"
     clock = SimClock()
-    modem = Rak3172(Script(), clock)
+    modem = Rak3172(ScriptedUart(rak), clock)
     assert modem.data_rate() == 4 and modem.max_payload() == 242
     modem.joined = True
     modem.send(1, b"\x01")

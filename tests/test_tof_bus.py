@@ -6,7 +6,6 @@ and skips ST's division by 4; the adapter's parse_ranging() walks the
 block headers as ST's ULD does (vl53l5cx_api.c, vl53l5cx_get_ranging_data).
 Both read the same buffer here, laid out as the sensor's firmware sends it;
 the real SparkFun package runs on CPython with a stand-in qwiic I2C driver."""
-import os
 import struct
 import sys
 

@@ -28,7 +28,6 @@ once: years = rated_cycles / file_operations_per_day / 365.
 """
 import argparse
 import json
-import os
 import sys
 
 from littlefs import LittleFS, UserContext
