@@ -220,8 +220,13 @@ class Modem:
         try:
             self.join()
         except ModemError as exc:
-            wait = exc.wait_ms if exc.cause == DUTY_CYCLE and exc.wait_ms else 0
-            self._join_failed(exc.cause, wait)
+            if exc.cause == DUTY_CYCLE and exc.wait_ms:
+                # refused for the band's duty-cycle pause (RUI3: Restricted_Wait_<ms>_ms):
+                # no join request went on air, so no backoff: try when the band is free
+                self.state = IDLE
+                self.next_join_at = ticks_add(now, exc.wait_ms + 100)
+                return
+            self._join_failed(exc.cause)
 
     def _joined(self):
         self.state = IDLE
