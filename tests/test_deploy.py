@@ -181,3 +181,13 @@ def test_deploy_refuses_a_board_too_small_before_copying_anything(board_name, se
         err = capsys.readouterr().err
         assert "nothing copied" in err and why in err, err
         assert deploy.board_hashes(board.port, ["main.py", "vistelse.json"]) == {"main.py": None, "vistelse.json": None}
+
+
+def test_a_frozen_image_gets_only_what_is_not_frozen(capsys):
+    """--frozen: firmware/manifest.py is in the image; the filesystem keeps
+    the entry points, the board file and the node file."""
+    targets = {t for _, t, _ in deploy.plan("esp32_devkitc", frozen=True)}
+    assert targets == {"boot.py", "main.py", "boards/__init__.py", "boards/esp32_devkitc.py"}
+    assert deploy.frozen_required("esp32_devkitc") and not deploy.frozen_required("esp32_wrover")
+    assert deploy.main(["--port", "/dev/null-board", "--board", "esp32_devkitc", "--dry-run"]) == 0
+    assert "frozen" in capsys.readouterr().err

@@ -92,8 +92,17 @@ def mpremote_cmd():
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "mpremote"]
 
 
-def plan(board):
-    """[(local source, board path, compile?)] for the board."""
+def frozen_required(board):
+    """FROZEN_REQUIRED from the board file: its node must run from a frozen image."""
+    with open(os.path.join(FIRMWARE, "boards", board + ".py")) as f:
+        return "\nFROZEN_REQUIRED = True" in f.read()
+
+
+def plan(board, frozen=False):
+    """[(local source, board path, compile?)] for the board. frozen: the
+    board's MicroPython image has firmware/manifest.py frozen in, so the
+    modules it freezes are not copied (on the filesystem they would come
+    first on sys.path and take the heap freezing saves)."""
     items = []
     for directory, dirs, files in os.walk(FIRMWARE):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
@@ -108,9 +117,10 @@ def plan(board):
                 items.append((os.path.join(directory, name), rel, False))
             elif rel in KEEP_SOURCE:
                 items.append((os.path.join(directory, name), rel, False))
-            else:
+            elif not frozen:
                 items.append((os.path.join(directory, name), rel[:-3] + ".mpy", True))
-    items.append((NODE_CODEC, "lib/vistelse_mcodec.mpy", True))
+    if not frozen:
+        items.append((NODE_CODEC, "lib/vistelse_mcodec.mpy", True))
     return items
 
 
@@ -342,8 +352,15 @@ def main(argv=None):
     p.add_argument("--no-deps", action="store_true",
                    help="skip installing dependencies: the sensor's wheels and `mpremote mip install` "
                         "(no network, or they are on the board already)")
+    p.add_argument("--frozen", action="store_true",
+                   help="the board's MicroPython image has firmware/manifest.py frozen in: copy only boot.py, "
+                        "main.py, the board file, the node file and the sensor's dependencies")
     args = p.parse_args(argv)
     board = BOARDS[args.board]
+    if frozen_required(args.board) and not args.frozen:
+        sys.stderr.write("vistelse deploy: warning: on %s the node needs its modules frozen into the MicroPython "
+                         "image (docs/firmware.md, \"Freezing the firmware\"), then --frozen; loaded from the "
+                         "filesystem they leave it too little heap\n" % args.board)
     sensor = args.sensor
     if args.config:
         if not os.path.exists(args.config):
@@ -363,7 +380,7 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory(prefix="vistelse-deploy-") as build:
         wheels_dir = os.path.join(build, "wheels")
-        items = plan(args.board)
+        items = plan(args.board, args.frozen)
         deps = []
         if SENSOR_DEPS[sensor] and not args.no_deps:
             try:
