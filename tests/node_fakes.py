@@ -73,3 +73,25 @@ class FailingFS(MemFS):
         if self.full:
             raise OSError(28, "ENOSPC")
         MemFS._step(self, name, data, mode)
+
+
+class ScriptedUart:
+    """A UART whose other end answers each write with reply(data) -> bytes
+    (a modem's replies scripted line by line, for the driver's parsing)."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.out = bytearray()
+
+    def write(self, data):
+        self.out += self.reply(bytes(data))
+        return len(data)
+
+    def any(self):
+        return len(self.out)
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self.out))
+        buf[:n] = self.out[:n]
+        del self.out[:n]
+        return n

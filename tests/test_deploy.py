@@ -33,8 +33,12 @@ def test_deploy_to_the_virtual_board_and_run_the_codec_there(tmp_path, capsys):
     config.write_text(json.dumps({"format": "vistelse-node", "version": 1, "dev_eui": "70b3d57ed0000001"}))
     vector = json.load(open(os.path.join(ROOT, "codecs", "vectors", "uplink.json")))[0]
     with VirtualBoard() as board:
+        # a node in service: its watchdog runs (2 s here), and nothing stops it
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "mpremote"), "connect", board.port, "exec",
+                        "import machine\nmachine.WDT(timeout=2000)"], check=True, capture_output=True)
         assert deploy.main(["--port", board.port, "--board", "esp32_devkitc", "--config", str(config)]) == 0
         assert "verified by SHA-256" in capsys.readouterr().out
+        assert board.watchdog_resets == 0          # fed all through the copy
         # The compiled codec, imported from the board's flash, gives the vector's bytes.
         data = vector["output"]["data"]
         script = ("import json, vistelse_mcodec as mc\nprint(mc.__file__)\n"
@@ -140,14 +144,14 @@ def test_deploy_a_tof_node_to_the_virtual_board_and_import_its_driver(tof_wheels
                         "open('lib/qwiic_i2c/__init__.py', 'w').write('raise ImportError(\"stale\")')\n"
                         "open('lib/qwiic_vl53l5cx.py', 'w').write('raise ImportError(\"stale\")')\n"],
                        check=True, capture_output=True)
-        # the virtual board's flash is /flash, as on the NUCLEO: its board file's TOF_DATA_PATH applies
-        assert deploy.main(["--port", board.port, "--board", "nucleo_f446re",
+        # the virtual board's flash is /flash, as on the STM32: its board file's TOF_DATA_PATH applies
+        assert deploy.main(["--port", board.port, "--board", "weact_h743",
                             "--config", node_file(tmp_path, "vl53l5cx")]) == 0
         assert "verified by SHA-256" in capsys.readouterr().out
         # The driver imports from the board's flash and finds its firmware blob at the board file's
         # TOF_DATA_PATH. No VL53L5CX sits on the virtual board's I2C, so begin() is not called; a stand-in
         # bus object is enough for the constructor.
-        script = ("import os, qwiic_i2c, qwiic_vl53l5cx\nfrom boards import nucleo_f446re as b\n"
+        script = ("import os, qwiic_i2c, qwiic_vl53l5cx\nfrom boards import weact_h743 as b\n"
                   "print(qwiic_vl53l5cx.__file__)\n"
                   "print([d.__name__ for d in qwiic_i2c._drivers])\n"
                   "tof = qwiic_vl53l5cx.QwiicVL53L5CX(i2c_driver=object(), dataPath=b.TOF_DATA_PATH)\n"
@@ -163,3 +167,27 @@ def test_deploy_a_tof_node_to_the_virtual_board_and_import_its_driver(tof_wheels
         assert found == "True 86016"
         assert blob == nvm.hex()
         assert "qwiic_vl53l5cx.py" not in listing               # the stale module file is gone
+
+
+@pytest.mark.parametrize("board_name, sensor, board_kw, why", [
+    ("nucleo_f446re", "ld2450", {"flash_bytes": 48 * 1024}, "filesystem"),     # the F446's internal flash
+    ("esp32_devkitc", "vl53l5cx", {"heap_bytes": 64 * 1024}, "free heap"),    # too little RAM for the ToF node
+])
+def test_deploy_refuses_a_board_too_small_before_copying_anything(board_name, sensor, board_kw, why, tmp_path,
+                                                                   capsys):
+    with VirtualBoard(**board_kw) as board:
+        assert deploy.main(["--port", board.port, "--board", board_name, "--no-deps",
+                            "--config", node_file(tmp_path, sensor)]) == 1
+        err = capsys.readouterr().err
+        assert "nothing copied" in err and why in err, err
+        assert deploy.board_hashes(board.port, ["main.py", "vistelse.json"]) == {"main.py": None, "vistelse.json": None}
+
+
+def test_a_frozen_image_gets_only_what_is_not_frozen(capsys):
+    """--frozen: firmware/manifest.py is in the image; the filesystem keeps
+    the entry points, the board file and the node file."""
+    targets = {t for _, t, _ in deploy.plan("esp32_devkitc", frozen=True)}
+    assert targets == {"boot.py", "main.py", "boards/__init__.py", "boards/esp32_devkitc.py"}
+    assert deploy.frozen_required("esp32_devkitc") and not deploy.frozen_required("esp32_wrover")
+    assert deploy.main(["--port", "/dev/null-board", "--board", "esp32_devkitc", "--dry-run"]) == 0
+    assert "frozen" in capsys.readouterr().err

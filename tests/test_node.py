@@ -262,7 +262,9 @@ def test_modem_trouble_busy_and_mac_commands_lose_nothing():
     seqs = covered(reports)
     assert seqs == list(range(len(seqs))) and len(seqs) + sum(r[1] for r in vn.node.queue.records) >= 179
     assert "modem_trouble" in reports[0]["status"]["health"]      # the failed joins
-    assert vn.node.modem.join_attempts == 3
+    # three join requests on air; an attempt the module refused for its
+    # duty-cycle wait (Restricted_Wait, AT_BUSY_ERROR) is not one of them
+    assert vn.session.joins == 3 and vn.node.modem.join_attempts >= 3
     assert vn.session.mac_only_uplinks > 0 and accounted_for(vn, reports)
 
 
@@ -321,3 +323,63 @@ def test_node_runs_under_micropython(micropython, tmp_path):
         assert {"in": line["in"], "out": line["out"]} == p["lines"]["path"], k
         if k < len(pred) - 1:      # replay ends visits still going at the recording's end; the node does not
             assert zone["dwell_hist"] == want.get("dwell_hist"), k
+
+
+def test_an_uplink_without_ack_is_not_counted_as_sent():
+    """Reports go confirmed; one the network did not acknowledge (no ack, or
+    a radio TX timeout that RUI3 still ends with an event) stays queued and
+    goes again: every interval reaches the network at least once."""
+    header, lines, _ = site(minutes=10)
+    vn = VirtualNode(node_file(header), lines, fs=MemFS(), loop=True,
+                     session_kw={"ack_fail_rate": 0.4, "tx_fail_rate": 0.15, "seed": 7})
+    vn.run_for(90 * 60000, step_ms=100)
+    assert all(u["confirmed"] for u in vn.uplinks)
+    seqs = covered([decode(u) for u in vn.uplinks])
+    acked = vn.node.queue.acked                  # intervals before it are proven sent
+    assert set(range(acked)) <= set(seqs) and acked >= 30
+    waiting = sum(r[1] for r in vn.node.queue.records)      # spans of what is still queued
+    assert acked + waiting == vn.node.queue.next_seq           # nothing dropped unproven
+    assert sorted(set(seqs)) == list(range(max(seqs) + 1))
+    assert len(seqs) > len(set(seqs))            # unacknowledged reports were sent again
+
+
+def _hung_tof_node(feeds_between_steps):
+    """A ToF node whose sensor goes silent and hangs: stop_ranging() spends
+    its 5 s timeout (qwiic_vl53l5cx stop_ranging: 500 polls x 10 ms) and
+    begin() 10.5 s (the 86 KB firmware upload on a slow 100 kHz bus and its
+    1 s sleeps)."""
+    from test_sensor_drivers import FakeQwiicVL53L5CX
+    from vistelse_node.sensors.vl53l5cx import VL53L5CX
+
+    class Hung(FakeQwiicVL53L5CX):
+        def stop_ranging(self):
+            self.clock.advance(5000)
+            return FakeQwiicVL53L5CX.stop_ranging(self)
+
+        def begin(self):
+            self.clock.advance(10500)
+            return FakeQwiicVL53L5CX.begin(self)
+
+    class NoFeed(VL53L5CX):
+        feed = property(lambda self: None, lambda self, v: None)
+
+    header, lines, _ = site(minutes=1, kind="tof")
+    frames = [(json.loads(l)["mm"], json.loads(l)["status"]) for l in lines[1:40]]
+
+    def make(clock):
+        cls = VL53L5CX if feeds_between_steps else NoFeed
+        dev = cls(Hung(frames, clock), clock)
+        dev.setup()
+        return dev
+    vn = VirtualNode(node_file(header), lines, fs=MemFS(), sensor=make)
+    vn.run_for(5 * 60000, step_ms=50)
+    return vn
+
+
+def test_a_hung_tof_reinitialisation_is_fed_and_the_watchdog_is_real():
+    vn = _hung_tof_node(True)
+    assert vn.sensor.reinits >= 1 and vn.watchdog_resets == 0
+    assert vn.wdt.longest_ms <= 10600                  # the longest step (begin), inside 15 s
+    # the same re-initialisation without feeds between its steps: 15.5 s in one turn
+    vn = _hung_tof_node(False)
+    assert vn.watchdog_resets >= 1

@@ -682,3 +682,19 @@ def test_ctrl_c_leaves_a_valid_file(board_with_radar, tmp_path):
     assert "stopping the board" in stderr and "stopped by Ctrl-C" in stdout
     header, frames = read_recording(str(out))
     assert header["mount"]["height_mm"] == 1500 and len(list(frames)) >= 1
+
+
+def test_vistelse_record_on_a_node_whose_watchdog_runs(board_with_radar, tmp_path):
+    """The node was interrupted with its watchdog running (nothing stops a
+    machine.WDT): record mode re-times and feeds it for the whole recording,
+    longer than the node's period, and resets the board at the end."""
+    board, _ = board_with_radar
+    proc = subprocess.run([os.path.join(BIN, "mpremote"), "connect", board.port, "exec",
+                           "import machine\nmachine.WDT(timeout=2000)"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    before = board.watchdog_resets
+    out = tmp_path / "watched.rec.jsonl"
+    assert host_record.main(["--port", board.port, "--out", str(out), "--minutes", "0.08", "--uart", "1"]) == 0
+    header, frames = read_recording(str(out))
+    frames = list(frames)
+    assert board.watchdog_resets == before and frames[-1]["t_ms"] >= 4000

@@ -94,3 +94,34 @@ def test_uart_is_a_real_serial_line():
         assert got == b"AT+SEND=1:0102\r\n"
     os.close(master)
     os.close(slave)
+
+
+# --- the watchdog is enforced ------------------------------------------------------------
+
+def test_an_unfed_watchdog_resets_the_board_while_code_runs(board):
+    before = board.watchdog_resets
+    rc, out, err = mpremote(board, "exec", "import machine, time\nw = machine.WDT(timeout=300)\n"
+                                           "for i in range(20):\n    print(i)\n    time.sleep_ms(100)\n")
+    assert board.watchdog_resets == before + 1
+    assert "19" not in out.split()                       # cut short by the reset
+    rc, out, err = mpremote(board, "resume", "exec", "import machine\nprint(machine.reset_cause() == machine.WDT_RESET)")
+    assert out.strip() == "True", err
+
+
+def test_a_fed_watchdog_lets_the_code_run(board):
+    before = board.watchdog_resets
+    rc, out, err = mpremote(board, "exec", "import machine, time\nw = machine.WDT(timeout=300)\n"
+                                           "for i in range(10):\n    w.feed()\n    time.sleep_ms(100)\n"
+                                           "print('done')\nimport machine\nmachine.reset()")
+    assert "done" in out and board.watchdog_resets == before
+
+
+def test_the_watchdog_survives_ctrl_c_and_soft_reset_and_bites_at_the_idle_repl(board):
+    """Nothing stops machine.WDT on the ESP32 and STM32 ports: after the
+    node is interrupted the board resets within the timeout."""
+    before = board.watchdog_resets
+    rc, out, err = mpremote(board, "exec", "import machine\nmachine.WDT(timeout=500)", "+", "soft-reset")
+    assert rc == 0, err
+    time.sleep(1.0)
+    rc, out, err = mpremote(board, "resume", "exec", "import machine\nprint(machine.reset_cause())")
+    assert board.watchdog_resets == before + 1 and out.strip() == "3", (out, err)

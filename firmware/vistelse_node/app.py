@@ -94,13 +94,17 @@ def start(replay=None, run_ms=None, board_name=None):
         node_file = dict(node_file)
         node_file["mount"] = sensor.header.get("mount") or node_file.get("mount")
     else:
+        mount = node_file.get("mount") or {}
         sensor = open_sensor(node_file["sensor"], uart=board.SENSOR_UART, tx=board.SENSOR_TX, rx=board.SENSOR_RX,
                              i2c=board.I2C_ID, sda=board.I2C_SDA, scl=board.I2C_SCL,
-                             data_path=board.TOF_DATA_PATH, clock=clock)
+                             data_path=board.TOF_DATA_PATH, clock=clock, rotate=mount.get("rotate", 0),
+                             mirror=mount.get("mirror", False), freq=getattr(board, "I2C_FREQ", 1000000))
     modem = open_modem(board, node_file, clock)
     # The watchdog starts last: sensor and modem set-up (the ToF's firmware
     # upload takes seconds) happen before it can bite.
     wdt = machine.WDT(timeout=board.WDT_TIMEOUT_MS)
+    if hasattr(sensor, "feed"):
+        sensor.feed = wdt.feed        # a ToF re-initialisation takes seconds: fed between its steps
     node = Node(node_file, sensor, modem, clock, flashfs.FlashFS("."), wdt=wdt,
                 battery=battery_reader(board), reset_cause=cause, log=log)
     log("vistelse node", node_file["dev_eui"], "on", board.__name__, "reset cause", cause)

@@ -29,7 +29,7 @@ from vistelse_node import config as node_config
 from vistelse_node import health as node_health
 from vistelse_node import queue as report_queue
 from vistelse_node.clock import ticks_add, ticks_diff
-from vistelse_node.modem.base import ModemError, BUSY, DUTY_CYCLE, LENGTH, NOT_JOINED
+from vistelse_node.modem.base import ModemError, BUSY, DUTY_CYCLE, LENGTH, NOT_JOINED, NO_ACK
 from vistelse_node.pipeline import Pipeline
 from vistelse_node.release import Release
 from vistelse_node.sendpolicy import SendPolicy
@@ -41,6 +41,11 @@ BUSY_RETRY_MS = 1000
 NO_FIT_RETRY_MS = 600000      # one interval does not fit this data rate: wait for ADR
 REJOIN_AFTER_FAILURES = 3     # failed uplinks in a row before a fresh join
 DUTY_DEFAULT_WAIT_MS = 60000  # the modem said "duty cycle" without saying how long
+# Reports go as confirmed uplinks: the network's ack is the only evidence
+# that an interval arrived. The end of an unconfirmed uplink proves nothing
+# (RUI3 prints +EVT:TX_DONE whatever the MAC's status, lora/service_lora.c
+# McpsConfirm), so an interval leaves the queue only once acknowledged.
+CONFIRMED_UPLINKS = True
 
 
 class Node:
@@ -212,6 +217,9 @@ class Node:
                 return                        # not ours (a modem left sending before a restart)
             upto, nbytes, dr = self.in_flight
             self.in_flight = None
+            if event[1] is not True:          # no ack: not proven sent, the intervals stay queued
+                self._failed(NO_ACK)
+                return
             self.queue.ack(upto)
             self.health.reported()
             self.reset_cause = None
@@ -270,14 +278,21 @@ class Node:
         room = self.modem.max_payload()
         records = self.queue.batch(self.batch_limit)
         best = None, None
-        for n in range(1, len(records) + 1):
+        # A report grows with every interval it carries: a binary search
+        # encodes ~log2(n) candidates where a linear one made n, whose
+        # garbage (tens of KB with a backlog) a small heap cannot spare.
+        lo, hi = 1, len(records)
+        while lo <= hi:
+            n = (lo + hi) // 2
             try:
                 frame = mcodec.encode_uplink(self.build_report(records[:n]), self.dev_eui, self.tag_key)
             except mcodec.PayloadError:
-                break                     # past the largest LoRaWAN payload
-            if len(frame) > room:
-                break
-            best = records[:n], frame
+                frame = None              # past the largest LoRaWAN payload
+            if frame is not None and len(frame) <= room:
+                best = records[:n], frame
+                lo = n + 1
+            else:
+                hi = n - 1
         if best[0] is None and records:
             # One interval does not fit (slow data rate, many zones, merged
             # spans): send its counts without the breakdowns. An empty dwell
@@ -308,8 +323,10 @@ class Node:
             return
         last = records[-1]
         try:
-            self.modem.send(mcodec.FPORT_REPORT, frame)
+            self.modem.send(mcodec.FPORT_REPORT, frame, confirmed=CONFIRMED_UPLINKS)
         except ModemError as exc:
+            if exc.on_air:                    # the modem sent an empty uplink to flush MAC commands
+                self.policy.spent(0, dr)
             self._refused(exc, len(records))
             return
         self.policy.spent(len(frame), dr)

@@ -255,26 +255,30 @@ class Queue:
             self.compact()
 
     def compact(self):
-        """Write the live queue to the other file under the next generation."""
+        """Write the live queue to the other file under the next generation.
+
+        One write: the whole log is built in RAM (at most compact_bytes plus
+        max_records entries) and written with one open and one close. A file
+        close is what costs on flash (littlefs copies the file's tail block,
+        a FAT on internal flash erases a sector), and one close keeps the
+        compaction far inside the watchdog's period (tests/test_node_queue.py).
+        A torn write lacks the C entry at its end, so the old file stays in
+        force, as before."""
         other = 1 - self.cur
         name = self.files[other]
         gen = self.gen + 1
+        parts = [flashfs.frame("H", _dumps(gen)), flashfs.frame("S", _dumps([self.next_seq, self.acked, self.tot]))]
+        for r in self.records:
+            parts.append(flashfs.frame("I", _dumps(r)))
+        parts.append(flashfs.frame("C", b"1"))
+        data = b"".join(parts)
+        parts = None
         try:
-            data = flashfs.frame("H", _dumps(gen)) + flashfs.frame(
-                "S", _dumps([self.next_seq, self.acked, self.tot]))
             self.fs.replace(name, data)
-            size = len(data)
-            for r in self.records:
-                data = flashfs.frame("I", _dumps(r))
-                self.fs.append(name, data)
-                size += len(data)
-            data = flashfs.frame("C", b"1")
-            self.fs.append(name, data)
-            size += len(data)
         except OSError:
             self.dirty = True
             return False
-        self.gen, self.cur, self.size, self.dirty = gen, other, size, False
+        self.gen, self.cur, self.size, self.dirty = gen, other, len(data), False
         return True
 
     # --- the queue ----------------------------------------------------------

@@ -58,10 +58,11 @@ def frame_line(name, t_ms, frame):
         t_ms, ",".join([str(v) for v in mm]), ",".join([str(v) for v in status]))
 
 
-def run(sensor, minutes=None, clock=None, site=None, start="", out=None, max_frames=None, poll_ms=5):
+def run(sensor, minutes=None, clock=None, site=None, start="", out=None, max_frames=None, poll_ms=5, wdt=None):
     """Stream the header and the sensor's frames to `out` (the USB console)
     for `minutes` (None: until Ctrl-C) or `max_frames`. The sensor must be
-    set up already. Returns the number of frames written."""
+    set up already; `wdt` (a machine.WDT) is fed every turn. Returns the
+    number of frames written."""
     clock = clock or SysClock()
     out = out or sys.stdout
     name = sensor.name
@@ -76,6 +77,8 @@ def run(sensor, minutes=None, clock=None, site=None, start="", out=None, max_fra
     stopped = "time"
     try:
         while True:
+            if wdt is not None:
+                wdt.feed()
             now = clock.ticks_ms()
             elapsed += ticks_diff(now, last)
             last = now
@@ -109,12 +112,23 @@ def run(sensor, minutes=None, clock=None, site=None, start="", out=None, max_fra
     return count
 
 
-def main(sensor="ld2450", minutes=None, site=None, start="", max_frames=None, **pins):
-    """What `vistelse record` runs on the board: set up, then stream."""
+def main(sensor="ld2450", minutes=None, site=None, start="", max_frames=None, wdt_ms=None, **pins):
+    """What `vistelse record` runs on the board: set up, then stream.
+
+    wdt_ms: the node's watchdog may be running (nothing stops a machine.WDT,
+    not Ctrl-C, not a soft reset): re-time it to wdt_ms before the sensor's
+    set-up (the ToF's firmware upload takes seconds) and feed it while
+    streaming. It keeps running afterwards: the host resets the board."""
     clock = SysClock()
+    wdt = None
+    if wdt_ms:
+        import machine
+        wdt = machine.WDT(timeout=wdt_ms)
     try:
+        if wdt is not None and sensor == "vl53l5cx":
+            pins["feed"] = wdt.feed
         dev = open_sensor(sensor, clock=clock, **pins)
     except Exception as exc:
         sys.stdout.write("# record: the sensor did not start: %s\n" % exc)
         raise
-    return run(dev, minutes=minutes, clock=clock, site=site, start=start, max_frames=max_frames)
+    return run(dev, minutes=minutes, clock=clock, site=site, start=start, max_frames=max_frames, wdt=wdt)

@@ -1,7 +1,7 @@
 """`vistelse deploy`: put the node firmware on a board with mpremote.
 
     vistelse deploy --port /dev/ttyUSB0 --board esp32_devkitc --config node/vistelse.json
-    vistelse deploy --port /dev/ttyACM0 --board nucleo_f446re --dry-run
+    vistelse deploy --port /dev/ttyACM0 --board weact_h743 --dry-run
 
 1. compiles every firmware module and the node codec with mpy-cross for the
    board's architecture (boot.py, main.py and the board file stay source,
@@ -10,9 +10,20 @@
    --sensor): for the VL53L5CX, the pinned PyPI wheels of its driver and
    I2C layer, checked by SHA-256, unpacked into lib/ (Python compiled like
    the firmware, the ToF firmware blob copied as it is); --no-deps skips them;
-3. copies everything, and the node's configuration file from
+3. checks, before anything is copied, that the board's filesystem has
+   room for the files and that its free heap (after a soft reset) holds the
+   node's measured peak for the sensor (docs/firmware.md, board table), and
+   stops with a clear message if not;
+4. copies everything, and the node's configuration file from
    `vistelse provision`, with `mpremote fs cp`;
-4. reads back the SHA-256 of every file on the board and compares.
+5. reads back the SHA-256 of every file on the board and compares, and
+   resets the board so the new firmware starts.
+
+A node that is running has its watchdog running, and nothing stops a
+machine.WDT once started (ESP32 and STM32 ports). So every step re-times
+the watchdog to the board's longest period (WDT_MAX_MS) and feeds it
+before the next file: the copy is never cut short by a reset, and the
+reset at the end starts the node again.
 
 Paths on the board are relative to its flash (`:main.py`, `:lib/...`), so
 the same layout works on an ESP32 (flash at /) and an STM32 (flash at /flash).
@@ -35,10 +46,18 @@ NODE_CODEC = os.path.join(REPO_ROOT, "codecs", "micropython", "vistelse_mcodec.p
 
 # mpy-cross architecture and mip packages per board. The sensors' drivers
 # come from pinned wheels (SENSOR_DEPS), not from mip (docs/firmware.md).
+# wdt_max_ms: the longest watchdog period the port allows (STM32 IWDG:
+# 4096 x 256 / 32 kHz LSI = 32.7 s; ESP32 task watchdog: no small bound).
 BOARDS = {
-    "esp32_devkitc": {"arch": "xtensawin", "mip": []},
-    "nucleo_f446re": {"arch": "armv7emsp", "mip": []},
+    "esp32_devkitc": {"arch": "xtensawin", "mip": [], "wdt_max_ms": 60000},
+    "esp32_wrover": {"arch": "xtensawin", "mip": [], "wdt_max_ms": 60000},
+    "nucleo_f446re": {"arch": "armv7emsp", "mip": [], "wdt_max_ms": 30000},
+    "weact_h743": {"arch": "armv7emdp", "mip": [], "wdt_max_ms": 30000},
 }
+# The node's peak heap (gc.mem_alloc) per sensor, measured at board size by
+# tests/test_board_memory.py (docs/firmware.md, board table), with margin for
+# fragmentation: a board with less free heap after a soft reset is refused.
+NODE_HEAP_BYTES = {"ld2450": 96 * 1024, "vl53l5cx": 128 * 1024}
 KEEP_SOURCE = ("boot.py", "main.py")
 
 # The sensors' MicroPython dependencies: wheels from PyPI, pinned by version
@@ -73,15 +92,24 @@ def mpremote_cmd():
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "mpremote"]
 
 
-def plan(board):
-    """[(local source, board path, compile?)] for the board."""
+def frozen_required(board):
+    """FROZEN_REQUIRED from the board file: its node must run from a frozen image."""
+    with open(os.path.join(FIRMWARE, "boards", board + ".py")) as f:
+        return "\nFROZEN_REQUIRED = True" in f.read()
+
+
+def plan(board, frozen=False):
+    """[(local source, board path, compile?)] for the board. frozen: the
+    board's MicroPython image has firmware/manifest.py frozen in, so the
+    modules it freezes are not copied (on the filesystem they would come
+    first on sys.path and take the heap freezing saves)."""
     items = []
     for directory, dirs, files in os.walk(FIRMWARE):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         rel_dir = os.path.relpath(directory, FIRMWARE)
         for name in sorted(files):
-            if not name.endswith(".py"):
-                continue
+            if not name.endswith(".py") or name == "manifest.py":
+                continue              # manifest.py is for freezing, not for the board
             rel = name if rel_dir == "." else os.path.join(rel_dir, name).replace(os.sep, "/")
             if rel.startswith("boards/"):
                 if rel not in ("boards/%s.py" % board, "boards/__init__.py"):
@@ -89,9 +117,10 @@ def plan(board):
                 items.append((os.path.join(directory, name), rel, False))
             elif rel in KEEP_SOURCE:
                 items.append((os.path.join(directory, name), rel, False))
-            else:
+            elif not frozen:
                 items.append((os.path.join(directory, name), rel[:-3] + ".mpy", True))
-    items.append((NODE_CODEC, "lib/vistelse_mcodec.mpy", True))
+    if not frozen:
+        items.append((NODE_CODEC, "lib/vistelse_mcodec.mpy", True))
     return items
 
 
@@ -241,8 +270,64 @@ print(json.dumps(out))
 """
 
 
-def board_hashes(port, paths):
-    proc = subprocess.run(mpremote_cmd() + ["connect", port, "exec", _HASH_SCRIPT % list(paths)],
+def feed_code(board):
+    """Re-time (or start) the watchdog at the board's longest period and feed it."""
+    return "import machine\nmachine.WDT(timeout=%d).feed()" % BOARDS[board]["wdt_max_ms"]
+
+
+_PREFLIGHT_SCRIPT = """
+import gc, json, os
+gc.collect()
+st = os.statvfs('.')
+sizes = {}
+for p in %r:
+    try:
+        sizes[p] = os.stat(p)[6]
+    except OSError:
+        pass
+free = gc.mem_free()
+try:
+    import esp32   # the ESP32 heap grows into the IDF's on demand (MICROPY_GC_SPLIT_HEAP_AUTO)
+    free += sum(h[1] for h in esp32.idf_heap_info(esp32.HEAP_DATA))
+except ImportError:
+    pass
+print(json.dumps({"bsize": st[0], "bavail": st[4], "heap_free": free, "sizes": sizes}))
+"""
+
+
+def clusters(size, bsize):
+    return (size + bsize - 1) // bsize * bsize
+
+
+def preflight(port, board, files, sensor):
+    """Check room and RAM on the board before copying; return a message if
+    the firmware cannot fit, else None. Soft-resets the board (a clean heap)."""
+    targets = [t for _, t in files]
+    proc = subprocess.run(mpremote_cmd() + ["connect", port, "exec", feed_code(board), "+", "soft-reset", "+",
+                                            "exec", feed_code(board) + "\n" + _PREFLIGHT_SCRIPT % targets],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        return "the board did not answer: %s" % (proc.stderr or proc.stdout).strip()[-500:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    bsize = info["bsize"] or 512
+    free = info["bavail"] * bsize + sum(clusters(n, bsize) for n in info["sizes"].values())
+    need = sum(clusters(os.path.getsize(s), bsize) for s, _ in files) + 2 * bsize   # + room for the queue's first files
+    if need > free:
+        return ("the firmware needs %d bytes of the board's filesystem and %d are free (%d-byte blocks): "
+                "it cannot fit; use a board with a larger filesystem (docs/firmware.md, board table)"
+                % (need, free, bsize))
+    heap = NODE_HEAP_BYTES[sensor]
+    if info["heap_free"] < heap:
+        return ("the board has %d bytes of free heap and the %s node needs about %d: it would run out of "
+                "memory; use a board with more RAM (docs/firmware.md, board table)" % (info["heap_free"], sensor, heap))
+    return None
+
+
+def board_hashes(port, paths, board=None):
+    code = _HASH_SCRIPT % list(paths)
+    if board:
+        code = feed_code(board) + "\n" + code
+    proc = subprocess.run(mpremote_cmd() + ["connect", port, "exec", code],
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError("reading hashes from the board failed: %s" % (proc.stderr or proc.stdout).strip())
@@ -267,8 +352,15 @@ def main(argv=None):
     p.add_argument("--no-deps", action="store_true",
                    help="skip installing dependencies: the sensor's wheels and `mpremote mip install` "
                         "(no network, or they are on the board already)")
+    p.add_argument("--frozen", action="store_true",
+                   help="the board's MicroPython image has firmware/manifest.py frozen in: copy only boot.py, "
+                        "main.py, the board file, the node file and the sensor's dependencies")
     args = p.parse_args(argv)
     board = BOARDS[args.board]
+    if frozen_required(args.board) and not args.frozen:
+        sys.stderr.write("vistelse deploy: warning: on %s the node needs its modules frozen into the MicroPython "
+                         "image (docs/firmware.md, \"Freezing the firmware\"), then --frozen; loaded from the "
+                         "filesystem they leave it too little heap\n" % args.board)
     sensor = args.sensor
     if args.config:
         if not os.path.exists(args.config):
@@ -288,7 +380,7 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory(prefix="vistelse-deploy-") as build:
         wheels_dir = os.path.join(build, "wheels")
-        items = plan(args.board)
+        items = plan(args.board, args.frozen)
         deps = []
         if SENSOR_DEPS[sensor] and not args.no_deps:
             try:
@@ -321,9 +413,15 @@ def main(argv=None):
         except RuntimeError as exc:
             sys.stderr.write("vistelse deploy: %s\n" % exc)
             return 1
+        problem = preflight(args.port, args.board, files, sensor)
+        if problem:
+            sys.stderr.write("vistelse deploy: nothing copied: %s\n" % problem)
+            return 1
+        feed = feed_code(args.board)
         if board["mip"] and not args.no_deps:
             for package in board["mip"]:
-                proc = subprocess.run(mpremote_cmd() + ["connect", args.port, "mip", "install", package])
+                proc = subprocess.run(mpremote_cmd() + ["connect", args.port, "exec", feed, "+", "mip", "install",
+                                                        package])
                 if proc.returncode != 0:
                     sys.stderr.write("vistelse deploy: mip install %s failed\n" % package)
                     return 1
@@ -333,16 +431,17 @@ def main(argv=None):
         cmd = mpremote_cmd() + ["connect", args.port]
         if deps:
             cmd += ["exec", _REMOVE_SCRIPT % dependency_roots(deps), "+"]
+        cmd += ["exec", feed, "+"]
         for d in dirs:
             cmd += ["exec", "import os\ntry:\n    os.mkdir(%r)\nexcept OSError:\n    pass" % d, "+"]
         for source, target in files:
-            cmd += ["fs", "cp", source, ":" + target, "+"]
+            cmd += ["exec", feed, "+", "fs", "cp", source, ":" + target, "+"]
         proc = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             sys.stderr.write("vistelse deploy: copying failed: %s\n" % (proc.stderr or proc.stdout).strip()[-2000:])
             return 1
         try:
-            on_board = board_hashes(args.port, [t for _, t in files])
+            on_board = board_hashes(args.port, [t for _, t in files], args.board)
         except RuntimeError as exc:
             sys.stderr.write("vistelse deploy: %s\n" % exc)
             return 1
@@ -350,7 +449,8 @@ def main(argv=None):
         if bad:
             sys.stderr.write("vistelse deploy: these files differ on the board: %s\n" % ", ".join(bad))
             return 1
-    print("%d files copied and verified by SHA-256" % len(files))
+        subprocess.run(mpremote_cmd() + ["connect", args.port, "reset"], capture_output=True, timeout=60)
+    print("%d files copied and verified by SHA-256; the board restarts with them" % len(files))
     return 0
 
 

@@ -42,13 +42,21 @@ def check_runtime():
         raise RuntimeError("MicroPython WebAssembly is not installed; run `make setup` (npm ci)")
 
 
-def run_micropython(script, *, files=BOARD_FILES, heapsize=1024 * 1024, timeout=300):
+def run_micropython(script, *, files=BOARD_FILES, heapsize=1024 * 1024, timeout=300, step=None, repeat=1):
     """Run `script` under MicroPython; return what it printed.
+
+    With `step`, that code then runs up to `repeat` times, each call a
+    top-level one (garbage is collected between them), until it sets the
+    global `_done`. The heap starts at `heapsize` and grows on demand (the
+    npm build's MICROPY_GC_SPLIT_HEAP_AUTO); growth shows as
+    gc.mem_alloc() + gc.mem_free() rising above heapsize.
 
     Raises MicroPythonError with the MicroPython traceback if it raised.
     """
     check_runtime()
     request = {"script": script, "files": [list(f) for f in files], "heapsize": heapsize}
+    if step:
+        request.update(step=step, repeat=repeat)
     proc = subprocess.run(["node", RUNNER], input=json.dumps(request), capture_output=True, text=True,
                           timeout=timeout, cwd=REPO_ROOT)
     if proc.returncode != 0:

@@ -2,7 +2,12 @@
 //
 //   node micropython_run.mjs < request.json
 //
-// request: {"script": "...", "files": [[host_dir, board_dir], ...], "heapsize": bytes}
+// request: {"script": "...", "files": [[host_dir, board_dir], ...], "heapsize": bytes,
+//           "step": "...", "repeat": n}
+// With "step", the script sets things up and then the step runs up to n
+// times, each a top-level call (the WebAssembly port collects garbage only
+// between top-level calls, as a board's GC would when its heap fills),
+// until it sets the global `_done`.
 // Every .py file below each host_dir is copied into MicroPython's own
 // filesystem at board_dir (as `mpremote cp` would put it on a board), the
 // script's working directory is /flash, and /flash and /flash/lib are on
@@ -34,7 +39,7 @@ function copyTree(FS, hostDir, boardDir) {
     const board = boardDir + '/' + entry.name;
     if (entry.isDirectory()) {
       if (entry.name !== '__pycache__') copyTree(FS, host, board);
-    } else if (entry.name.endsWith('.py') || entry.name.endsWith('.json')) {
+    } else if (entry.name.endsWith('.py') || entry.name.endsWith('.mpy') || entry.name.endsWith('.json')) {
       FS.writeFile(board, fs.readFileSync(host));
     }
   }
@@ -53,6 +58,10 @@ mp.FS.chdir('/flash');
 mp.runPython("import sys\nsys.path[:0] = ['/flash', '/flash/lib']\n");
 try {
   mp.runPython(request.script);
+  for (let i = 0; request.step && i < (request.repeat || 1); i++) {
+    mp.runPython(request.step);
+    if (mp.globals.get('_done')) break;
+  }
 } catch (err) {
   process.stderr.write(String(err.message || err) + '\n');
   process.exitCode = 1;

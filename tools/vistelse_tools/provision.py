@@ -23,7 +23,7 @@ import secrets
 import sys
 
 SENSORS = ("ld2450", "vl53l5cx")
-BOARDS = ("esp32_devkitc", "nucleo_f446re")
+BOARDS = ("esp32_devkitc", "esp32_wrover", "weact_h743", "nucleo_f446re")
 
 
 def new_secrets(dev_eui=None):
@@ -39,11 +39,14 @@ def new_secrets(dev_eui=None):
             "app_key": secrets.token_bytes(16).hex(), "tag_key": secrets.token_bytes(32).hex()}
 
 
-def node_config(ids, board, sensor, zones=(), lines=(), interval_s=300, min_count=5, height_mm=None):
+def node_config(ids, board, sensor, zones=(), lines=(), interval_s=300, min_count=5, height_mm=None, rotate=0,
+                mirror=False):
     """The node's configuration file: identity, secrets, factory configuration.
 
     `zones` are lists of [x, y] points in floor millimetres and `lines` are
-    [[ax, ay], [bx, by]], in the sensor's frame (docs/payload.md).
+    [[ax, ay], [bx, by]], in the sensor's frame (docs/payload.md). `rotate`
+    (quarter turns) and `mirror` orient a ToF sensor's zones on its mount
+    (confirmed by the walk test, docs/evaluation.md).
     """
     return {
         "format": "vistelse-node", "version": 1,
@@ -52,7 +55,8 @@ def node_config(ids, board, sensor, zones=(), lines=(), interval_s=300, min_coun
         "board": board, "sensor": sensor, "region": "EU868",
         # the sensor's height above the floor; the ToF turns it into floor millimetres
         "mount": dict({"height_mm": height_mm or (2800 if sensor == "vl53l5cx" else 1800)},
-                      **({"resolution": 8, "fov_deg": 45} if sensor == "vl53l5cx" else {})),
+                      **({"resolution": 8, "fov_deg": 45, "rotate": rotate % 4, "mirror": bool(mirror)}
+                         if sensor == "vl53l5cx" else {})),
         "config": {"config_version": 0, "interval_s": interval_s, "min_count": min_count,
                    "zones": [list(map(list, z)) for z in zones],
                    "lines": [list(map(list, l)) for l in lines]},
@@ -110,6 +114,9 @@ def _parser():
     p.add_argument("--lines", default="[]", help="JSON list of lines [[ax, ay], [bx, by]] in floor mm")
     p.add_argument("--interval", type=int, default=300, help="reporting interval in SECONDS (default 300)")
     p.add_argument("--height-mm", type=int, help="sensor height above the floor in mm (default 1800 radar, 2800 ToF)")
+    p.add_argument("--rotate", type=int, choices=(0, 1, 2, 3), default=0,
+                   help="ToF: quarter turns (counter-clockwise, seen from above) of the sensor on its mount")
+    p.add_argument("--mirror", action="store_true", help="ToF: the zones' columns are mirrored (walk test)")
     net = p.add_argument_group("network server (ChirpStack v4)")
     net.add_argument("--network", choices=("chirpstack", "tts"), default="chirpstack")
     net.add_argument("--application", required=True,
@@ -207,7 +214,8 @@ def _provision(args, ids, entry, zones, lines, review_due, registry):
     config_path = os.path.join(args.out, "vistelse.json")
     key_path = os.path.join(args.out, "%s.tagkey" % ids["dev_eui"])
     write_private(config_path, json.dumps(node_config(ids, args.board, args.sensor, zones, lines, args.interval,
-                                                    height_mm=args.height_mm),
+                                                    height_mm=args.height_mm, rotate=args.rotate,
+                                                    mirror=args.mirror),
                                           indent=1) + "\n")
     write_private(key_path, ids["tag_key"] + "\n")
     print("node configuration: %s (copy to the board with `vistelse deploy`)" % config_path)

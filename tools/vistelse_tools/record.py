@@ -19,6 +19,11 @@ the header line later.
 Ctrl-C stops cleanly: the board is interrupted, the lines it sent so far
 are written and the file is valid. Lines that fail the check are left out
 and counted.
+
+A node in service has its watchdog running, and nothing stops it (not
+Ctrl-C, not a soft reset). Record mode re-times it to WDT_MS (within
+every port's range: the STM32's IWDG stops at 32.7 s) and feeds it; when
+the recording ends the board is reset, so the node starts again.
 """
 import argparse
 import datetime
@@ -30,6 +35,7 @@ import time
 from .recording import RecordingError, RecordingWriter, check_header
 
 SENSORS = ("ld2450", "vl53l5cx")
+WDT_MS = 30000
 
 
 class Recorder:
@@ -106,8 +112,8 @@ class Recorder:
 def board_code(sensor, minutes, site, start, max_frames, pins):
     args = ", ".join("%s=%r" % kv for kv in sorted(pins.items()) if kv[1] is not None)
     return ("import vistelse_node.record as r\n"
-            "r.main(%r, minutes=%r, site=%r, start=%r, max_frames=%r%s)\n"
-            % (sensor, minutes, site, start, max_frames, (", " + args) if args else ""))
+            "r.main(%r, minutes=%r, site=%r, start=%r, max_frames=%r, wdt_ms=%d%s)\n"
+            % (sensor, minutes, site, start, max_frames, WDT_MS, (", " + args) if args else ""))
 
 
 def load_site(path, height_mm):
@@ -174,6 +180,11 @@ def record(port, out, sensor="ld2450", minutes=None, site=None, max_frames=None,
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         try:
+            # the watchdog record mode fed keeps running: restart the node now
+            transport.exec_raw_no_follow("import machine\nmachine.reset()")
+        except Exception:
+            pass
+        try:
             transport.exit_raw_repl()
         except Exception:
             pass
@@ -203,6 +214,10 @@ def main(argv=None):
     p.add_argument("--resolution", type=int, choices=(4, 8), default=8, help="VL53L5CX zones per side")
     p.add_argument("--rate", type=int, help="VL53L5CX frames per second (default 15 at 8x8)")
     p.add_argument("--data-path", help="VL53L5CX: folder of the driver's firmware files on the board")
+    p.add_argument("--i2c", type=int, help="VL53L5CX: the board's hardware I2C bus id (the board file's I2C_ID)")
+    p.add_argument("--rotate", type=int, choices=(0, 1, 2, 3), default=0,
+                   help="VL53L5CX: quarter turns of the sensor on its mount (as for `vistelse provision`)")
+    p.add_argument("--mirror", action="store_true", help="VL53L5CX: mirrored columns (as for `vistelse provision`)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--baud", type=int, default=115200, help="USB serial baud rate (default 115200)")
     args = p.parse_args(argv)
@@ -216,7 +231,8 @@ def main(argv=None):
         pins = {"uart": args.uart, "tx": args.tx, "rx": args.rx}
     else:
         pins = {"sda": args.sda, "scl": args.scl, "resolution": args.resolution, "rate_hz": args.rate,
-                "data_path": args.data_path}
+                "data_path": args.data_path, "i2c": args.i2c, "rotate": args.rotate or None,
+                "mirror": args.mirror or None}
     if not site.get("zones") and not site.get("lines"):
         sys.stderr.write("vistelse record: no --site: the header will have no zones or lines\n")
     try:

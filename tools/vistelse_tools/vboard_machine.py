@@ -3,10 +3,93 @@
 # UARTs are pseudo-terminals on the host (a modem emulator, a sensor
 # replay); everything else does what a board would, minus the electrons.
 # This file lives in the virtual board's /vboard and is never deployed.
+import sys
 import time
 from binascii import hexlify, unhexlify
 
 import vboard
+
+
+def _bite_if_due():
+    """The watchdog was not fed in time: the board resets here and now."""
+    if vboard.wdt_check():
+        raise SystemExit
+
+
+class _WatchedTime:
+    """`time` as the firmware sees it on the virtual board: the same
+    functions, each a moment at which an overdue watchdog resets the board
+    (a real board's watchdog interrupts whatever runs)."""
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def sleep_ms(self, ms):
+        _bite_if_due()
+        time.sleep_ms(ms)
+        _bite_if_due()
+
+    def sleep(self, s):
+        _bite_if_due()
+        time.sleep(s)
+        _bite_if_due()
+
+    def sleep_us(self, us):
+        _bite_if_due()
+        time.sleep_us(us)
+
+    def ticks_ms(self):
+        _bite_if_due()
+        return time.ticks_ms()
+
+    def ticks_us(self):
+        _bite_if_due()
+        return time.ticks_us()
+
+
+sys.modules["time"] = _WatchedTime()
+
+
+def _flash_statvfs(total):
+    """os.statvfs for a flash of `total` bytes in 4 KB blocks (littlefs)."""
+    import os
+
+    def used(path):
+        n = 0
+        for entry in os.ilistdir(path):
+            p = path + "/" + entry[0]
+            if entry[1] == 0x4000:
+                n += 4096 + used(p)
+            else:
+                n += (os.stat(p)[6] + 4095) // 4096 * 4096
+        return n
+
+    def statvfs(path):
+        blocks = total // 4096
+        free = max(0, blocks - used("/flash") // 4096)
+        return (4096, 4096, blocks, free, free, 0, 0, 0, 0, 255)
+    os.statvfs = statvfs
+
+
+if vboard.flash_bytes():
+    _flash_statvfs(vboard.flash_bytes())
+
+
+def _board_heap(total):
+    """`gc` of a board whose heap is `total` bytes: mem_free() is what is left of it."""
+    import gc
+
+    class BoardGC:
+        def __getattr__(self, name):
+            return getattr(gc, name)
+
+        def mem_free(self):
+            return max(0, total - gc.mem_alloc())
+    sys.modules["gc"] = BoardGC()
+
+
+if vboard.heap_bytes():
+    _board_heap(vboard.heap_bytes())
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -25,6 +108,7 @@ class UART:
         self.baudrate = baudrate
 
     def _fill(self, n=256):
+        _bite_if_due()
         data = vboard.uart_read(self.id, n)
         if data:
             self._pending += unhexlify(data)
@@ -58,6 +142,7 @@ class UART:
         return line
 
     def write(self, buf):
+        _bite_if_due()
         return vboard.uart_write(self.id, hexlify(bytes(buf)).decode())
 
     def deinit(self):
@@ -111,14 +196,16 @@ class ADC:
 
 
 class WDT:
-    # The virtual board cannot interrupt a running interpreter, so an unfed
-    # watchdog is recorded, not enforced.
+    # Enforced by virtual_board.mjs: once started it cannot be stopped (as on
+    # the ESP32 and STM32 ports); a new WDT re-times the running one.
     def __init__(self, id=0, timeout=5000):
         self.timeout = timeout
-        self.last_feed = time.ticks_ms()
+        if vboard.wdt_start(timeout):
+            raise SystemExit
 
     def feed(self):
-        self.last_feed = time.ticks_ms()
+        if vboard.wdt_feed():
+            raise SystemExit
 
 
 def reset():

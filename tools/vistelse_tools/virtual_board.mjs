@@ -5,6 +5,14 @@
 //   {"op": "exec", "code": "..."}   -> {"out": base64, "err": "...", "reset": bool}
 //   {"op": "reset"}                  -> {"ok": true}        (hard reset: new interpreter, same files)
 //   {"op": "uarts", "map": {"1": "/dev/pts/7"}}  -> {"ok": true}
+//   {"op": "poll"}                   -> {"reset": bool}   (did the watchdog reset the board?)
+//
+// The watchdog (machine.WDT) is enforced, as on a board: it cannot be
+// stopped, it survives Ctrl-C and soft resets, and only a reset stops it.
+// Not fed within its timeout, the board resets (reset cause WDT_RESET):
+// while idle at the REPL at once (a timer), while running code at the next
+// call into the board (a UART, a pin, time via the shim, a feed) or when
+// the code returns. A late feed does not save it: the deadline had passed.
 // MicroPython code reaches the board's UARTs through the `vboard` module
 // (see vboard_machine.py): each UART is a pseudo-terminal opened here
 // non-blocking, so a read never stalls the interpreter, as on a real board.
@@ -13,6 +21,10 @@ import readline from 'node:readline';
 import { loadMicroPython } from '@micropython/micropython-webassembly-pyscript';
 
 const MACHINE_SHIM = process.argv[2];   // path of vboard_machine.py on the host
+// the board's heap: the runtime's initial heap, and what gc.mem_free() reports (the
+// npm build grows its heap on demand, MICROPY_GC_SPLIT_HEAP_AUTO, so this is not a hard cap)
+const HEAP_BYTES = parseInt(process.argv[3] || '0', 10);
+const FLASH_BYTES = parseInt(process.argv[4] || '0', 10);   // the board's filesystem size (0: as the host's)
 let mp = null;
 let out = [];
 let resetRequested = false;
@@ -29,8 +41,43 @@ function uartFd(id) {
 }
 
 let resetCause = 1;   // power on
+const WDT_RESET = 3;
+let wdtDeadline = null;   // ms (Date.now()) by which the next feed must come, or null: not started
+let wdtTimeout = 0;
+let wdtTimer = null;
+let wdtBitten = false;    // the deadline passed while code ran: reset when it returns
+function wdtArm() {
+  if (wdtTimer) clearTimeout(wdtTimer);
+  wdtTimer = wdtDeadline === null ? null : setTimeout(wdtIdleBite, Math.max(0, wdtDeadline - Date.now()) + 1);
+}
+function wdtExpired() {
+  if (wdtDeadline !== null && Date.now() > wdtDeadline) wdtBitten = true;
+  return wdtBitten;
+}
+let busy = false;
+let idleResets = 0;
+async function wdtIdleBite() {
+  if (busy || wdtDeadline === null) return;      // running code: checked when it calls in or returns
+  if (Date.now() <= wdtDeadline) { wdtArm(); return; }
+  idleResets += 1;
+  await hardReset(WDT_RESET);
+}
+let booting = null;       // a reset in progress (the idle timer's): requests wait for it
+async function hardReset(cause) {
+  wdtDeadline = null; wdtBitten = false; wdtArm();
+  resetCause = cause;
+  booting = boot(flashFiles());
+  await booting;
+  booting = null;
+}
 const vboard = {
   reset_cause() { return resetCause; },
+  flash_bytes() { return FLASH_BYTES; },
+  heap_bytes() { return HEAP_BYTES; },
+  // machine.WDT: start (or re-time) and feed; true when the board must reset now
+  wdt_start(timeout) { if (wdtExpired()) return true; wdtTimeout = timeout; wdtDeadline = Date.now() + timeout; wdtArm(); return false; },
+  wdt_feed() { if (wdtExpired()) return true; if (wdtDeadline !== null) { wdtDeadline = Date.now() + wdtTimeout; wdtArm(); } return false; },
+  wdt_check() { return wdtExpired(); },
   uart_write(id, hex) {
     const buf = Buffer.from(hex, 'hex');
     let done = 0;
@@ -65,7 +112,7 @@ function walk(FS, dir, files) {
 
 async function boot(files) {
   mp = await loadMicroPython({
-    heapsize: 2 * 1024 * 1024,
+    heapsize: HEAP_BYTES || 2 * 1024 * 1024,
     linebuffer: false,
     stdout: (bytes) => out.push(Buffer.from(bytes)),
     stderr: (bytes) => out.push(Buffer.from(bytes)),
@@ -83,7 +130,8 @@ async function boot(files) {
   // ESP32's flash is its root. Paths relative to it (`:main.py`, `:lib/`)
   // mean the same on both, which is how `vistelse deploy` copies.
   mp.FS.chdir('/flash');
-  mp.runPython("import sys\nsys.path[:] = ['', '.frozen', '/flash/lib', '/vboard']\n" + ERRNO_FIX);
+  // importing the machine shim puts the watchdog's checks into `time` too
+  mp.runPython("import sys\nsys.path[:] = ['', '.frozen', '/flash/lib', '/vboard']\n" + ERRNO_FIX + "\nimport machine\n");
   for (const script of ['/flash/boot.py']) {
     try { mp.FS.stat(script); mp.runPython(new TextDecoder().decode(mp.FS.readFile(script))); } catch (e) { /* none, or it failed: as a board, go on */ }
   }
@@ -121,24 +169,37 @@ await boot([]);
 const lines = readline.createInterface({ input: process.stdin });
 for await (const line of lines) {
   const req = JSON.parse(line);
+  if (booting) await booting;
   let answer;
   if (req.op === 'exec') {
     out = [];
     let err = '';
     resetRequested = false;
+    const before = idleResets;
+    busy = true;
     try {
       mp.runPython(req.code);
     } catch (e) {
       err = String(e.message || e);
       if (!err.endsWith('\n')) err += '\n';
     }
-    const reset = resetRequested;
-    answer = { out: Buffer.concat(out).toString('base64'), err: reset ? '' : err, reset };
-    if (reset) { out = []; resetCause = 2; await boot(flashFiles()); }
+    busy = false;
+    const bitten = wdtExpired();
+    const reset = resetRequested || bitten;
+    answer = { out: Buffer.concat(out).toString('base64'), err: reset ? '' : err, reset,
+               watchdog: bitten };
+    if (reset) { out = []; await hardReset(bitten ? WDT_RESET : 2); }
   } else if (req.op === 'reset') {
-    resetCause = req.cause || 1;     // a power cycle unless told otherwise
-    await boot(flashFiles());
+    if (req.cause === 5) {           // soft reset: a new interpreter; the watchdog runs on
+      resetCause = 5;
+      await boot(flashFiles());
+    } else {
+      await hardReset(req.cause || 1);     // a power cycle unless told otherwise
+    }
     answer = { ok: true };
+  } else if (req.op === 'poll') {
+    answer = { reset: idleResets > 0 };
+    idleResets = 0;
   } else if (req.op === 'uarts') {
     Object.assign(uartPaths, req.map);
     answer = { ok: true };

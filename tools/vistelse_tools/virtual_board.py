@@ -15,8 +15,19 @@ and `board.power_cycle()`. The board's UARTs are pseudo-terminals too
 (`uarts={1: "/dev/pts/N"}`): the firmware's `machine.UART(1)` talks to
 whatever holds the other end, e.g. a modem emulator.
 
-What it is not: it runs at the host's speed, its floats are double, its
-heap grows on demand, and it does not start main.py by itself after a reset
+The watchdog is enforced: machine.WDT, once started, cannot be stopped
+(Ctrl-C and soft resets leave it running, as on the ESP32 and STM32
+ports); not fed within its timeout, the board resets with reset cause
+WDT_RESET and its console shows the banner (`watchdog_resets` counts them).
+`heap_bytes` makes the board one with that much heap: the runtime starts
+with it (the WebAssembly build's heapsize) and gc.mem_free() reports what
+is left of it (the npm build grows its heap on demand, so it is not a hard
+cap; tools/vistelse_tools/board_memory.py measures the node's need);
+`flash_bytes` makes os.statvfs report a filesystem of that size. Both are
+what `vistelse deploy` checks before copying.
+
+What it is not: it runs at the host's speed, its floats are double, and
+it does not start main.py by itself after a reset
 (a WebAssembly interpreter running the node's endless loop could not be
 interrupted by Ctrl-C); tests start the node's loop for a bounded time.
 """
@@ -39,8 +50,11 @@ PASTE_WINDOW = 128
 
 
 class VirtualBoard:
-    def __init__(self, uarts=None):
+    def __init__(self, uarts=None, heap_bytes=0, flash_bytes=0):
         check_runtime()
+        self.heap_bytes = heap_bytes
+        self.flash_bytes = flash_bytes
+        self.watchdog_resets = 0
         self.uarts = {str(k): v for k, v in (uarts or {}).items()}
         self.master = self.port = self._slave = None
         self.node = None
@@ -60,7 +74,8 @@ class VirtualBoard:
         tty.setraw(self._slave)   # a USB CDC port: no line discipline in the way
         self.port = os.ttyname(self._slave)
         self.node = subprocess.Popen(
-            ["node", os.path.join(HERE, "virtual_board.mjs"), os.path.join(HERE, "vboard_machine.py")],
+            ["node", os.path.join(HERE, "virtual_board.mjs"), os.path.join(HERE, "vboard_machine.py"),
+             str(self.heap_bytes), str(self.flash_bytes)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT, text=True, bufsize=1)
         if self.uarts:
             self._request({"op": "uarts", "map": self.uarts})
@@ -110,6 +125,8 @@ class VirtualBoard:
     def execute(self, code):
         """Run code on the board; (stdout bytes, stderr text, reset happened)."""
         answer = self._request({"op": "exec", "code": code})
+        if answer.get("watchdog"):
+            self.watchdog_resets += 1
         out = base64.b64decode(answer["out"]).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         err = answer["err"].replace("\r\n", "\n").replace("\n", "\r\n")
         self.log.append((code, out, err))
@@ -130,8 +147,20 @@ class VirtualBoard:
             if not data:
                 return
             with self._lock:
+                try:
+                    self._poll_watchdog()
+                except (RuntimeError, OSError, ValueError, AttributeError):
+                    return                # the board is being stopped
                 for byte in data:
                     self._byte(byte)
+
+    def _poll_watchdog(self):
+        """A watchdog reset while the REPL was idle: the console shows the banner."""
+        if self._request({"op": "poll"})["reset"]:
+            self.watchdog_resets += 1
+            self.mode = "friendly"
+            self._buffer.clear()
+            self._write(BANNER + b">>> ")
 
     def _run_buffer(self):
         code = self._buffer.decode("utf-8", "replace")

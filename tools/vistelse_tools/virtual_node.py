@@ -38,21 +38,31 @@ DRIVERS = {"rak3172": (Rak3172, emu_rak3172.Rak3172), "wioe5": (WioE5, emu_wioe5
 STEP_MS = 20
 
 
-class CountingWatchdog:
-    """machine.WDT's interface; remembers the longest gap between feeds."""
+class Watchdog:
+    """machine.WDT on simulated time, enforced: not fed within timeout_ms,
+    the node resets (VirtualNode.step restarts it with reset cause
+    "watchdog"). Remembers the longest gap between feeds."""
 
-    def __init__(self, clock):
+    def __init__(self, clock, timeout_ms=15000):
         self.clock = clock
+        self.timeout_ms = timeout_ms
         self.last = None
         self.longest_ms = 0
         self.feeds = 0
+        self.bitten = False
 
     def feed(self):
         now = self.clock.elapsed_ms
         if self.last is not None:
-            self.longest_ms = max(self.longest_ms, now - self.last)
+            gap = now - self.last
+            self.longest_ms = max(self.longest_ms, gap)
+            if gap > self.timeout_ms:
+                self.bitten = True        # too late: the board had reset already
         self.last = now
         self.feeds += 1
+
+    def overdue(self):
+        return self.bitten or (self.last is not None and self.clock.elapsed_ms - self.last > self.timeout_ms)
 
 
 class VirtualNode:
@@ -81,8 +91,9 @@ class VirtualNode:
         self.battery_mv = battery_mv
         self.loop = loop
         self.log = log
-        self.wdt = CountingWatchdog(self.clock)
+        self.wdt = Watchdog(self.clock)
         self.resets = 0
+        self.watchdog_resets = 0
         self._boot("power_on")
 
     def _uplink(self, up):
@@ -104,6 +115,9 @@ class VirtualNode:
             self.sensor = self.make_sensor(self.clock)
         else:
             self.sensor = ReplaySensor(self._lines(), self.clock, loop=self.loop)
+        if hasattr(self.sensor, "feed"):
+            self.sensor.feed = self.wdt.feed      # as app.start does
+        self.wdt.last, self.wdt.bitten = None, False
         self.node = Node(nf, self.sensor, self.modem, self.clock, self.fs, wdt=self.wdt,
                          battery=lambda: self.battery_mv, reset_cause=cause, budget_ms=self.budget_ms,
                          log=self.log)
@@ -115,6 +129,9 @@ class VirtualNode:
 
     def step(self, step_ms=STEP_MS):
         self.node.step()
+        if self.wdt.overdue():
+            self.watchdog_resets += 1
+            self.restart("watchdog")
         self.clock.advance(step_ms)
 
     def run_for(self, ms, step_ms=STEP_MS):

@@ -6,14 +6,21 @@
 # uplink is started and its outcome arrives later as an event:
 #
 #     ("joined",)  ("join_failed", detail)
-#     ("sent", acked)          acked is True for unconfirmed uplinks once on air
+#     ("sent", acked)          acked: True   the network acknowledged a confirmed uplink
+#                                     False  a confirmed uplink got no ack
+#                                     None   an unconfirmed uplink ended; whether it
+#                                            went on air is not proven (RUI3 prints
+#                                            +EVT:TX_DONE whatever the MAC's status)
 #     ("send_failed", cause)   e.g. TIMEOUT: no end of the receive windows seen
 #     ("downlink", port, data)
 #
 # Errors that the modem reports at once raise ModemError with a cause:
 # BUSY, NOT_JOINED, LENGTH (the payload plus pending MAC commands in FOpts
 # does not fit the data rate: send fewer bytes), DUTY_CYCLE (with wait_ms
-# when the modem says how long), TIMEOUT, ERROR. Replies are parsed
+# when the modem says how long), TIMEOUT, ERROR. on_air is True when the
+# refusal still put an uplink on air (RUI3 flushes MAC commands in an empty
+# uplink before refusing a payload that does not fit): airtime spent.
+# Replies are parsed
 # loosely (case, spacing, extra lines, older firmware formats), because
 # firmware versions differ.
 #
@@ -40,11 +47,12 @@ ASLEEP = 3
 
 
 class ModemError(Exception):
-    def __init__(self, cause, detail="", wait_ms=0):
+    def __init__(self, cause, detail="", wait_ms=0, on_air=False):
         super().__init__(cause, detail)
         self.cause = cause
         self.detail = detail
         self.wait_ms = wait_ms
+        self.on_air = on_air
 
 
 def first_int(text, start=0):
@@ -147,6 +155,7 @@ class Modem:
     def command(self, text, done, timeout_ms=None):
         """Send one command; return its reply lines once done(line) is true
         for one of them. Raises ModemError(TIMEOUT)."""
+        self._pump()                  # lines that came unasked are not this command's reply
         self._replies = []
         self._write(text)
         start = self.clock.ticks_ms()
@@ -211,8 +220,13 @@ class Modem:
         try:
             self.join()
         except ModemError as exc:
-            wait = exc.wait_ms if exc.cause == DUTY_CYCLE and exc.wait_ms else 0
-            self._join_failed(exc.cause, wait)
+            if exc.cause == DUTY_CYCLE and exc.wait_ms:
+                # refused for the band's duty-cycle pause (RUI3: Restricted_Wait_<ms>_ms):
+                # no join request went on air, so no backoff: try when the band is free
+                self.state = IDLE
+                self.next_join_at = ticks_add(now, exc.wait_ms + 100)
+                return
+            self._join_failed(exc.cause)
 
     def _joined(self):
         self.state = IDLE
@@ -265,7 +279,7 @@ class Modem:
         if self.state == SENDING:
             self.state = IDLE
             self.deadline = None
-            if not acked:
+            if acked is False:
                 self.failures += 1
             self._emit("sent", acked)
 

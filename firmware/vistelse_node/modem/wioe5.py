@@ -1,5 +1,21 @@
 # Seeed Wio-E5 (LoRa-E5 AT firmware): AT commands at 9600 baud.
 #
+# Vendor behaviour encoded here, from Seeed's "LoRa-E5 AT Command
+# Specification V1.0" (sections AT+JOIN, AT+MSGHEX/CMSGHEX, AT+MSG):
+# - AT+JOIN while the module holds a session answers "Joined already" and
+#   does nothing: a rejoin (after repeated send failures) uses AT+JOIN=FORCE.
+# - "Length error <n>": <n> application bytes fit now; "Length error 0":
+#   MAC commands are pending that do not fit FOpts and nothing can be sent
+#   until an empty AT+MSG carries them alone (LoRaMac-node's
+#   LoRaMacQueryTxPossible, MaxPossibleApplicationDataSize = 0). The driver
+#   sends that empty uplink and reports LENGTH with on_air=True.
+# - Refusals: "Please join network first" (NOT_JOINED), "No band in <ms>ms"
+#   (DUTY_CYCLE with its wait), "No free channel" (DUTY_CYCLE: every enabled
+#   channel is in its duty-cycle pause), "DR error" (ERROR: the data rate is
+#   not allowed by the channel plan), "LoRaWAN modem is busy" (BUSY).
+# - "Done" ends an uplink; for a confirmed uplink "ACK Received" before it is
+#   the only proof it arrived. An unconfirmed "Done" is ("sent", None).
+#
 # Every reply starts with "+<COMMAND>:"; an uplink answers "Start" at once
 # and "Done" after the receive windows, with "PORT: 2; RX: \"…\"" for a
 # downlink and "ACK Received" for an acknowledged confirmed uplink in
@@ -31,6 +47,7 @@ class WioE5(base.Modem):
         self._join_ok = False
         self._acked = False
         self._msg = "MSGHEX"
+        self._force = False           # the next join must replace the module's session
 
     def _cmd(self, text, name=None, timeout_ms=None):
         if name is None:
@@ -62,6 +79,10 @@ class WioE5(base.Modem):
             return ModemError(base.NOT_JOINED, line)
         if "NO BAND" in u or "DUTY" in u:
             return ModemError(base.DUTY_CYCLE, line, first_int(line, u.find("BAND")) or 0)
+        if "NO FREE CHANNEL" in u:
+            return ModemError(base.DUTY_CYCLE, line)
+        if "DR ERROR" in u:
+            return ModemError(base.ERROR, line)
         if "LENGTH" in u:
             return ModemError(base.LENGTH, line)
         if "BUSY" in u:
@@ -73,7 +94,7 @@ class WioE5(base.Modem):
     def _start_join(self):
         self._join_ok = False
         self._already = False
-        for line in self.command("AT+JOIN", _reply_of("JOIN")):
+        for line in self.command("AT+JOIN=FORCE" if self._force else "AT+JOIN", _reply_of("JOIN")):
             if "ALREADY" in line.upper():
                 self._already = True
                 return
@@ -86,6 +107,14 @@ class WioE5(base.Modem):
         if self._already and self.state == base.JOINING:   # the module kept its session
             self._joined()
 
+    def rejoin(self):
+        base.Modem.rejoin(self)
+        self._force = True
+
+    def _joined(self):
+        self._force = False
+        base.Modem._joined(self)
+
     def _start_send(self, port, data, confirmed):
         if self.port != port:
             self._cmd("AT+PORT=%d" % port)
@@ -96,7 +125,16 @@ class WioE5(base.Modem):
         for line in lines:
             err = self._refusal(line)
             if err is not None:
+                if err.cause == base.LENGTH and first_int(line, line.upper().find("LENGTH")) == 0:
+                    self._flush_mac(line)
                 raise err
+
+    def _flush_mac(self, why):
+        """An empty AT+MSG carries the pending MAC commands alone."""
+        for line in self.command("AT+MSG", _reply_of("MSG")):
+            if self._refusal(line) is not None:
+                return                    # busy or duty cycle: the next attempt tries again
+        raise ModemError(base.LENGTH, why, on_air=True)
 
     def _query_dr(self):
         try:
@@ -141,20 +179,22 @@ class WioE5(base.Modem):
                     self._join_failed("join failed")
             return True
         if u.startswith("+MSGHEX:") or u.startswith("+CMSGHEX:") or u.startswith("+MSG:") or u.startswith("+CMSG:"):
-            if self.state != base.SENDING or self._replies is not None and (
-                    "START" in u or "WAIT" in u or self._refusal(line) is not None):
-                return False              # the immediate reply to a send command
-            if "ACK RECEIVED" in u:
-                self._acked = True
-            elif "PORT" in u and "RX" in u:
+            if "PORT" in u and "RX" in u:
+                # a downlink, also in the windows of the empty uplink that flushed MAC commands
                 port = first_int(line, u.find("PORT"))
                 q1 = line.find('"')
                 q2 = line.rfind('"')
                 text = line[q1 + 1:q2].replace(" ", "") if 0 <= q1 < q2 else ""
                 if port is not None and is_hex(text):
                     self._emit("downlink", port, from_hex(text))
+                return True
+            if self.state != base.SENDING or self._replies is not None and (
+                    "START" in u or "WAIT" in u or self._refusal(line) is not None):
+                return False              # the immediate reply to a send command (or the flush's end)
+            if "ACK RECEIVED" in u:
+                self._acked = True
             elif "DONE" in u:
-                self._sent(self._acked if self._msg == "CMSGHEX" else True)
+                self._sent(self._acked if self._msg == "CMSGHEX" else None)
             return True
         if u.startswith("+LOWPOWER:"):
             return self._replies is None      # "WAKEUP" arrives unasked

@@ -7,6 +7,7 @@ try:
 except ImportError:       # pragma: no cover - firmware not on the path
     airtime = None
 
+FOPTS_MAX = 15                    # LoRaWAN 1.0.x: FOpts holds at most 15 bytes
 JOIN_REQUEST_BYTES = 23           # PHYPayload of a join request
 RX1_DELAY_MS = 1000
 RX2_DELAY_MS = 2000
@@ -55,13 +56,14 @@ class Session:
     Failures, each a probability per attempt: join_fail_rate (no join
     accept), busy_rate (the modem answers busy), ack_fail_rate (a confirmed
     uplink gets no ack), mac_rate (the network's MAC commands take FOpts
-    room in the next uplink, so a payload that fitted no longer does).
+    room in the next uplink, so a payload that fitted no longer does),
+    tx_fail_rate (the radio's TX times out: nothing goes on air).
     join_failures fails the first N joins.
     """
 
     def __init__(self, now_ms, dev_eui="0000000000000000", dr=5, adr=True, on_uplink=None, on_join=None,
                  downlinks=None, join_failures=0, join_fail_rate=0.0, busy_rate=0.0, ack_fail_rate=0.0,
-                 mac_rate=0.0, seed=1):
+                 mac_rate=0.0, tx_fail_rate=0.0, seed=1):
         self.now_ms = now_ms
         self.dev_eui = dev_eui.lower()
         self.dr = dr
@@ -75,6 +77,7 @@ class Session:
         self.busy_rate = busy_rate
         self.ack_fail_rate = ack_fail_rate
         self.mac_rate = mac_rate
+        self.tx_fail_rate = tx_fail_rate
         self.rng = Random(seed)
         self.joined = False
         self.dev_addr = None
@@ -92,10 +95,6 @@ class Session:
 
     def max_payload(self, dr=None):
         return airtime.max_payload(self.dr if dr is None else dr)
-
-    def room(self):
-        """Application bytes that fit the next uplink (FOpts take their share)."""
-        return self.max_payload() - self.fopts
 
     def _band(self):
         return CHANNELS[self.channel % len(CHANNELS)][1]
@@ -142,21 +141,32 @@ class Session:
             return BUSY
         if self.wait_ms() > 0:
             return DUTY
-        if length > self.room():
-            if self.fopts and length <= self.max_payload():
-                self._flush_mac()
+        if length > self.app_room():
             return LENGTH
         return OK
 
-    def _flush_mac(self):
-        """LoRaMac-node's answer when the application payload and the pending
-        MAC commands do not fit together: the MAC commands go alone (fPort 0,
-        an uplink the application never sees) and the application payload is
-        refused. The next attempt has the whole room again."""
-        self._transmit(self.fopts, 13)
+    def app_room(self):
+        """LoRaMac-node's LoRaMacQueryTxPossible: MaxPossibleApplicationDataSize
+        is 0 when the pending MAC commands do not fit FOpts (15 bytes) or the
+        payload; they must then go alone in an uplink of their own."""
+        if self.fopts > FOPTS_MAX or self.fopts > self.max_payload():
+            return 0
+        return self.max_payload() - self.fopts
+
+    def flush_mac(self):
+        """An uplink without application payload (RUI3 sends one by itself
+        when a payload does not fit; the Wio-E5 on an empty AT+MSG): the MAC
+        commands go as FOpts, or as fPort 0 when too long for FOpts.
+        Returns ms until its receive windows are over."""
+        t_us = self._transmit(self.fopts, 13)
         self.fopts = 0
         self.fcnt_up += 1
         self.mac_only_uplinks += 1
+        return t_us // 1000 + RX2_DELAY_MS + 200
+
+    def tx_fails(self):
+        """A radio TX timeout this time (tx_fail_rate): nothing goes on air."""
+        return self.rng.chance(self.tx_fail_rate)
 
     def uplink(self, fport, data, confirmed=False):
         """Put an uplink on air (check() said OK). Returns

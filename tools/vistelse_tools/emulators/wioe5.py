@@ -1,4 +1,16 @@
-# Seeed Wio-E5 (LoRa-E5 AT firmware, 9600 baud), EU868.
+# Seeed Wio-E5 (LoRa-E5 AT firmware, 9600 baud), EU868: a test double of the
+# vendor firmware. The firmware is closed; behaviour follows Seeed's "LoRa-E5
+# AT Command Specification V1.0" (sections AT+JOIN, AT+MSG/MSGHEX/CMSGHEX,
+# AT+LOWPOWER, error returns) and, for what the MAC does, LoRaMac-node's
+# LoRaMacQueryTxPossible, the stack the module runs:
+#
+#   AT+JOIN when joined answers "Joined already" and does nothing;
+#       AT+JOIN=FORCE starts a new join.
+#   "Length error <n>": <n> application bytes fit now (MaxPossibleApplication-
+#       DataSize). "Length error 0": pending MAC commands do not fit FOpts;
+#       nothing is sent until an empty AT+MSG carries them (fPort 0).
+#   Refusals: "Please join network first", "No band in <ms>ms", "No free
+#       channel", "DR error", "LoRaWAN modem is busy".
 #
 #   AT+MODE=LWOTAA  AT+DR=EU868  AT+ID=DevEui,"…"  AT+ID=AppEui,"…"  AT+KEY=APPKEY,"…"
 #   AT+JOIN -> +JOIN: Start, +JOIN: NORMAL, … +JOIN: Network joined, +JOIN: NetID … DevAddr …, +JOIN: Done
@@ -81,13 +93,21 @@ class WioE5(Dialect):
             self.say("+PORT: %d" % self.port)
         elif key == "LW":
             if arg and arg.upper().startswith("LEN"):
-                self.say("+LW: LEN, %d" % self.session.room())
+                self.say("+LW: LEN, %d" % self.session.app_room())
             else:
                 self.say("+LW: ERROR(-1)")
         elif key == "JOIN":
             self._join(arg)
         elif key in ("MSGHEX", "CMSGHEX"):
             self._send(key, arg)
+        elif key in ("MSG", "CMSG"):
+            text = (arg or "").strip()
+            if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+                text = text[1:-1]
+            if text:
+                self._send(key, to_hex(text.encode()))
+            else:
+                self._flush(key)
         elif key == "LOWPOWER":
             self.say("+LOWPOWER: SLEEP")
             self.asleep = True
@@ -162,6 +182,22 @@ class WioE5(Dialect):
             self.say("+JOIN: Join failed")
         self.say("+JOIN: Done")
 
+    def _flush(self, key):
+        """An empty uplink: the pending MAC commands go alone."""
+        if self.sending or self.joining:
+            self.say("+%s: LoRaWAN modem is busy" % key)
+            return
+        result = self.session.check(0)
+        if result == S.NOT_JOINED:
+            self.say("+%s: Please join network first" % key)
+            return
+        if result == S.DUTY:
+            self.say("+%s: No band in %dms" % (key, self.session.wait_ms()))
+            return
+        self.say("+%s: Start" % key)
+        self.sending = True
+        self.later(self.session.flush_mac(), self._done, key, None, False)
+
     def _send(self, key, arg):
         data = parse_hex(arg or "")
         if data is None:
@@ -178,7 +214,7 @@ class WioE5(Dialect):
         elif result == S.DUTY:
             self.say("+%s: No band in %dms" % (key, self.session.wait_ms()))
         elif result == S.LENGTH:
-            self.say("+%s: Length error %d" % (key, len(data) + self.session.fopts))
+            self.say("+%s: Length error %d" % (key, self.session.app_room()))
         else:
             confirmed = key == "CMSGHEX"
             done_ms, down, acked = self.session.uplink(self.port, data, confirmed)

@@ -1,0 +1,70 @@
+"""The whole node at board size, for a simulated day, under real MicroPython.
+
+The firmware compiled to .mpy as `vistelse deploy` installs it, the
+pipeline, the persistent queue with its worst-case backlog after a 12-hour
+outage, the modem driver and the codec: tools/vistelse_tools/board_memory.py.
+The peak heap the node needed (gc.mem_alloc() after every turn, with no
+garbage collection inside a turn: more than a board needs) must fit the
+free heap of every board that supports the sensor (FREE_HEAP in its board
+file), less, on a board whose node runs from a frozen image (FROZEN_REQUIRED),
+the heap the loaded modules take; docs/firmware.md has the figures (board
+table)."""
+import os
+import re
+
+import pytest
+
+from vistelse_tools import board_memory, deploy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def board_facts(name):
+    text = open(os.path.join(ROOT, "firmware", "boards", name + ".py")).read()
+    scope = {}
+    for key in ("FREE_HEAP", "SENSORS", "FS_BYTES", "FROZEN_REQUIRED"):
+        line = re.search(r"^%s = (.*?)(\s+#.*)?$" % key, text, re.M).group(1)
+        scope[key] = eval(line, {})
+    return scope
+
+
+@pytest.mark.parametrize("sensor", ["ld2450", "vl53l5cx"])
+def test_a_day_of_the_node_fits_every_board_that_supports_the_sensor(sensor):
+    boards = [b for b in sorted(deploy.BOARDS) if sensor in board_facts(b)["SENSORS"]]
+    assert boards, sensor
+    fig = board_memory.measure(sensor, boards[0], hours=24, outage_h=12)
+    # the day happened: every interval closed, the backlog reached the queue's bound, all went out
+    assert fig["intervals"] >= 287 and fig["max_queue_records"] == 48
+    assert fig["acked"] >= fig["intervals"] - 1 and fig["queue_left"] <= 1
+    print("\n%s: %s" % (sensor, fig))
+    modules = board_memory.module_ram(boards[0])
+    print("modules loaded from .mpy: %d bytes of heap" % modules)
+    assert 0 < modules < fig["live_peak"] < fig["peak_alloc"]
+    for b in boards:
+        facts = board_facts(b)
+        need = fig["peak_alloc"] - (modules if facts["FROZEN_REQUIRED"] else 0)
+        assert need <= facts["FREE_HEAP"], (b, need, facts["FREE_HEAP"])
+    assert deploy.NODE_HEAP_BYTES[sensor] >= fig["live_peak"]     # what deploy asks of a board
+
+
+def test_boards_that_cannot_hold_a_node_say_so():
+    """The ToF node needs PSRAM on an ESP32; the F446 holds no node at all."""
+    assert "vl53l5cx" not in board_facts("esp32_devkitc")["SENSORS"]
+    assert board_facts("nucleo_f446re")["SENSORS"] == ()
+
+
+def test_the_manifest_freezes_what_deploy_compiles():
+    """firmware/manifest.py (micropython-lib's convention) names every module
+    `vistelse deploy` compiles, so a frozen image and a deployed board run
+    the same code."""
+    frozen = []
+    scope = {"metadata": lambda **kw: None, "include": lambda *a, **kw: None,
+             "package": lambda name, base_path=".": frozen.extend(
+                 os.path.relpath(os.path.join(d, f), os.path.join(ROOT, "firmware", base_path)).replace(os.sep, "/")
+                 for d, _, fs in os.walk(os.path.join(ROOT, "firmware", base_path, name)) for f in fs
+                 if f.endswith(".py")),
+             "module": lambda name, base_path=".": frozen.append(name)}
+    exec(open(os.path.join(ROOT, "firmware", "manifest.py")).read(), scope)
+    compiled = {t[:-4] + ".py" for _, t, c in deploy.plan("esp32_devkitc") if c}
+    compiled = {t[4:] if t.startswith("lib/") else t for t in compiled}
+    assert compiled == set(frozen)
