@@ -6,16 +6,14 @@ companions are created mode 0600 (the tag keys are in it); the systemd unit
 puts them in a StateDirectory only the service's dynamic user can read.
 """
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 
-from .base import Batch, Store, StoreError
+from .base import GENESIS, TABLES, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
 
-SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS devices (
@@ -65,16 +63,11 @@ CREATE TABLE IF NOT EXISTS access_log (
   id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
   detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 """
-GENESIS = "0" * 64
-
-
-def _hex(eui):
-    return eui.hex() if isinstance(eui, (bytes, bytearray)) else str(eui).lower()
-
-
-def chain_hash(prev, entry_id, at, actor, action, detail):
-    text = json.dumps([entry_id, repr(float(at)), actor, action, detail], separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256((prev + "|" + text).encode()).hexdigest()
+# (version, what it changes, script). A database is brought up to date when it is
+# opened: one embedded instance, so upgrading is replacing the code and restarting.
+MIGRATIONS = [(1, "initial schema", SCHEMA)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_hex = hex_eui
 
 
 def _device_row(row):
@@ -240,9 +233,7 @@ class SqliteStore(Store):
         old = os.umask(0o077)
         try:
             db = self._conn()
-            db.executescript(SCHEMA)
-            with self._tx(db):
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.migrate()
             # touch the WAL files now, under the strict umask
             db.execute("SELECT count(*) FROM meta").fetchone()
         finally:
@@ -290,20 +281,35 @@ class SqliteStore(Store):
             self._all = []
         self._local = threading.local()
 
+    # -- schema -------------------------------------------------------------
+    def schema_version(self):
+        db = self._conn()
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
+            return 0, SCHEMA_VERSION
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return (int(row[0]) if row else 0), SCHEMA_VERSION
+
+    def migrate(self):
+        current, latest = self.schema_version()
+        if current > latest:
+            raise StoreError("the database schema is version %d, newer than this gateway's (%d): "
+                             "run the newer gateway, or restore the backup taken before the upgrade"
+                             % (current, latest))
+        applied = []
+        db = self._conn()
+        for version, description, script in MIGRATIONS:
+            if version <= current:
+                continue
+            # one transaction per step: a failed step leaves the previous version intact
+            db.executescript("BEGIN IMMEDIATE;\n%s\nINSERT OR REPLACE INTO meta VALUES ('schema_version', '%d');"
+                             "\nCOMMIT;" % (script, version))
+            applied.append((version, description))
+        return applied
+
     # -- registry ----------------------------------------------------------
     def put_device(self, device, key=None, actor="system"):
         now = time.time()
-        eui = _hex(device["dev_eui"])
-        if len(eui) != 16 or any(c not in "0123456789abcdef" for c in eui):
-            raise StoreError("dev_eui must be 16 hex digits")
-        if device.get("network") not in ("chirpstack", "tts"):
-            raise StoreError("network must be chirpstack or tts")
-        if not device.get("application"):
-            raise StoreError("application is required (the network application the device must arrive from)")
-        if device.get("status", "active") not in ("active", "retired"):
-            raise StoreError("status must be active or retired")
-        if key is not None and len(key) != 32:
-            raise StoreError("the tag key must be 32 bytes")
+        eui = check_device(device, key)
         with self._tx() as db:
             exists = db.execute("SELECT 1 FROM devices WHERE dev_eui=?", (eui,)).fetchone()
             if not exists and key is None:
@@ -464,7 +470,7 @@ class SqliteStore(Store):
         return out
 
     def count(self, table):
-        if table not in ("reports", "uplinks", "quarantine", "events", "access_log", "downlinks"):
+        if table not in TABLES:
             raise StoreError("no table %s" % table)
         return self._conn().execute("SELECT count(*) FROM %s" % table).fetchone()[0]
 
@@ -537,20 +543,7 @@ class SqliteStore(Store):
 
     def verify_access_log(self):
         """-> {'ok': bool, 'entries': n, 'head': hash, 'first_bad': id or None, 'problem': text}"""
-        prev, n, expect_id = GENESIS, 0, 1
-        for row in self._conn().execute("SELECT * FROM access_log ORDER BY id"):
-            n += 1
-            problem = None
-            if row["id"] != expect_id:
-                problem = "entry %d is missing (found %d)" % (expect_id, row["id"])
-            elif row["prev_hash"] != prev:
-                problem = "entry %d does not link to the entry before it" % row["id"]
-            elif chain_hash(prev, row["id"], row["at"], row["actor"], row["action"], row["detail"]) != row["hash"]:
-                problem = "entry %d was altered" % row["id"]
-            if problem:
-                return {"ok": False, "entries": n, "head": prev, "first_bad": row["id"], "problem": problem}
-            prev, expect_id = row["hash"], expect_id + 1
-        return {"ok": True, "entries": n, "head": prev, "first_bad": None, "problem": ""}
+        return verify_chain(self._conn().execute("SELECT * FROM access_log ORDER BY id"))
 
     def access_log(self, limit=200):
         rows = self._conn().execute("SELECT * FROM access_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
