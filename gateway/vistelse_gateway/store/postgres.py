@@ -269,8 +269,7 @@ class PostgresStore(Store):
         self._all = []
         self._lock = threading.Lock()
         self._registry, self._keys, self._registry_gen = {}, {}, None
-        if migrate:
-            self.migrate()
+        self.migrated = self.migrate() if migrate else []
         current, latest = self.schema_version()
         if current != latest:
             raise StoreError(

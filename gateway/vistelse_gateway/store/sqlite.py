@@ -233,7 +233,7 @@ class SqliteStore(Store):
         old = os.umask(0o077)
         try:
             db = self._conn()
-            self.migrate()
+            self.migrated = self.migrate()
             # touch the WAL files now, under the strict umask
             db.execute("SELECT count(*) FROM meta").fetchone()
         finally:
