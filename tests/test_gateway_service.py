@@ -128,25 +128,34 @@ def test_sd_notify_ready_watchdog_and_graceful_stop(tmp_path):
         sock.close()
 
 
-def test_systemd_unit_is_notify_with_watchdog_and_hardening():
+@pytest.mark.parametrize("unit_file,state,config", [
+    (UNIT, "vistelse-gateway", "/etc/vistelse/gateway.toml"),
+    (UNIT.with_name("vistelse-gateway@.service"), "vistelse-gateway/%i", "/etc/vistelse/gateway-%i.toml"),
+])
+def test_systemd_unit_is_notify_with_watchdog_and_hardening(unit_file, state, config, tmp_path):
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str
-    text = UNIT.read_text()
+    text = unit_file.read_text()
     unit.read_string(text)
     svc = unit["Service"]
     assert svc["Type"] == "notify" and "WatchdogSec" in svc
-    for key, value in (("DynamicUser", "yes"), ("StateDirectory", "vistelse-gateway"), ("ProtectSystem", "strict"),
+    for key, value in (("DynamicUser", "yes"), ("StateDirectory", state), ("ProtectSystem", "strict"),
                        ("NoNewPrivileges", "yes")):
         assert svc[key] == value
     assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" in text
     assert "SystemCallFilter=@system-service" in text
     assert "gateway --config ${CREDENTIALS_DIRECTORY}/gateway.toml" in svc["ExecStart"]
-    assert "LoadCredential=gateway.toml:/etc/vistelse/gateway.toml" in text
-    verify = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True) \
-        if os.path.exists("/usr/bin/systemd-analyze") else None
-    if verify is not None:
+    assert "LoadCredential=gateway.toml:%s" % config in text
+    if "%i" in state:
+        assert "Environment=VISTELSE_INSTANCE=%i" in text
+    if os.path.exists("/usr/bin/systemd-analyze"):
+        target = unit_file
+        if "@" in unit_file.name:       # verify an instance of the template
+            target = tmp_path / "vistelse-gateway@a.service"
+            target.write_text(text)
+        verify = subprocess.run(["systemd-analyze", "verify", str(target)], capture_output=True, text=True)
         # the ExecStart binary is not installed here; anything else would be a unit error
-        problems = [l for l in verify.stderr.splitlines() if "vistelse-gateway.service" in l
+        problems = [l for l in verify.stderr.splitlines() if "vistelse-gateway" in l and ".service" in l
                     and "/opt/vistelse" not in l and "ExecStart" not in l]
         assert not problems, problems
 
