@@ -337,6 +337,7 @@ class SinkServer:
         self.lock = threading.Lock()
         self.store = {}          # id -> document (what the platform holds)
         self.received = 0        # documents received, redeliveries included
+        self.arrivals = []       # webhook item ids in the order they arrived, redeliveries included
         self.requests = 0
         self.invalid = []
         self._fail = []
@@ -416,6 +417,7 @@ class SinkServer:
                 for item in doc["items"]:
                     self.received += 1
                     self.store[item["id"]] = item
+                    self.arrivals.append(item["id"])
                 return 200, {}, b"{}"
             # SensorThings
             if path == "/v1.1/Things":
