@@ -104,15 +104,36 @@ def _dumps(value):
     return json.dumps(value, separators=(",", ":"))
 
 
+COPY_RAW = ("COPY uplinks (id, received_at, source, topic, dev_eui, f_cnt, f_port, dedup_id, payload, body, outcome,"
+            " reason) FROM STDIN")
+COPY_REPORT = ("COPY reports (id, dev_eui, seq, seq16, span, interval_s, start_at, end_at, time_estimated, received_at,"
+               " uplink_id, f_cnt, content_hash, config_version, data, stored_at) FROM STDIN")
+# every report waits for every sink: outbox rows and the (sink, device) claim rows in one
+# statement, one snapshot of outbox_sinks (a sink being registered holds SHARE on reports,
+# so it cannot commit between this batch's COPY and this statement)
+SQL_OUTBOX = ("WITH s AS (SELECT sink FROM outbox_sinks),"
+              " o AS (INSERT INTO outbox (sink, report_id, dev_eui) SELECT s.sink, r.id, r.dev_eui"
+              " FROM s, unnest(%s::bigint[], %s::text[]) AS r(id, dev_eui))"
+              " INSERT INTO outbox_claim (sink, dev_eui) SELECT s.sink, d FROM s, unnest(%s::text[]) AS d"
+              " ON CONFLICT DO NOTHING")
+SQL_EVENT = "INSERT INTO events (at, dev_eui, kind, source, body) VALUES (%s,%s,%s,%s,%s::jsonb)"
+SQL_QUARANTINE = ("INSERT INTO quarantine (at, source, topic, dev_eui, reason, detail, uplink_id, body)"
+                  " VALUES (%s,%s,%s,%s,%s,%s,%s,%s)")
+
+
 class _PgBatch(Batch):
-    """One ingest transaction (pipeline mode: inserts stream without waiting)."""
+    """One ingest transaction. Rows are collected and sent together (COPY for uplinks
+    and reports, ids drawn from their sequences in blocks): a few round trips per
+    batch, not several per uplink. A read of the reports table sends what is collected
+    first, so it sees this batch's own rows."""
 
     def __init__(self, store, conn):
         self.store, self.conn = store, conn
         self.states = {}        # locked devices -> state (None: none stored yet)
         self.dirty = {}
         self.pending = {}       # locked devices -> [(downlink id, config_version)] pending
-        self._ids = []
+        self._ids = {"uplinks_id_seq": [], "reports_id_seq": []}
+        self.rows = {COPY_RAW: [], COPY_REPORT: [], SQL_EVENT: [], SQL_QUARANTINE: []}
         gen = conn.execute("SELECT value FROM meta WHERE key='registry_generation'").fetchone()["value"]
         if gen != store._registry_gen:
             store._registry.clear()
@@ -153,6 +174,10 @@ class _PgBatch(Batch):
         todo = sorted({hex_eui(e) for e in dev_euis} - set(self.states))
         if not todo:
             return
+        for ids in self._ids.values():
+            # ids drawn before this lock could be lower than those of a batch that wrote these
+            # devices meanwhile: draw afresh, so report ids follow commit order per device
+            ids.clear()
         rows = self.conn.execute(
             "SELECT d.dev_eui, s.state FROM devices d LEFT JOIN device_state s ON s.dev_eui = d.dev_eui"
             " WHERE d.dev_eui = ANY(%s) ORDER BY d.dev_eui FOR NO KEY UPDATE OF d", (todo,)).fetchall()
@@ -175,7 +200,24 @@ class _PgBatch(Batch):
     def put_device_state(self, dev_eui, state):
         self.dirty[hex_eui(dev_eui)] = state
 
+    def send_rows(self):
+        with self.conn.cursor() as cur:
+            for sql, rows in self.rows.items():
+                if not rows:
+                    continue
+                if sql.startswith("COPY"):
+                    with cur.copy(sql) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                else:
+                    cur.executemany(sql, rows)
+                if sql is COPY_REPORT:
+                    devices = sorted({r[1] for r in rows})
+                    cur.execute(SQL_OUTBOX, ([r[0] for r in rows], [r[1] for r in rows], devices))
+                rows.clear()
+
     def flush(self):
+        self.send_rows()
         if self.dirty:
             with self.conn.cursor() as cur:
                 cur.executemany("INSERT INTO device_state (dev_eui, state) VALUES (%s, %s::jsonb) ON CONFLICT"
@@ -186,6 +228,7 @@ class _PgBatch(Batch):
     def stored_intervals(self, dev_eui, seqs):
         if not seqs:
             return {}
+        self.send_rows()
         rows = self.conn.execute("SELECT seq, content_hash, f_cnt FROM reports WHERE dev_eui=%s AND seq = ANY(%s)",
                                  (hex_eui(dev_eui), list(seqs))).fetchall()
         return {r["seq"]: (r["content_hash"], r["f_cnt"]) for r in rows}
@@ -197,48 +240,37 @@ class _PgBatch(Batch):
         else:
             sql = ("SELECT seq, span, interval_s, end_at FROM reports WHERE dev_eui=%s AND seq>%s AND time_estimated=0"
                    " ORDER BY seq ASC LIMIT 1")
+        self.send_rows()
         row = self.conn.execute(sql, (hex_eui(dev_eui), seq)).fetchone()
         return (row["seq"], row["span"], row["interval_s"], row["end_at"]) if row else None
 
-    def _next_uplink_id(self):
-        # ids come from the sequence in blocks, so the insert needs no answer (pipeline mode)
-        if not self._ids:
-            rows = self.conn.execute("SELECT nextval('uplinks_id_seq') AS id FROM generate_series(1, %s)",
-                                     (ID_BLOCK,)).fetchall()
-            self._ids = [r["id"] for r in reversed(rows)]
-        return self._ids.pop()
+    def _next_id(self, sequence):
+        # ids come from the sequence in blocks, so the rows can be sent later in one go
+        ids = self._ids[sequence]
+        if not ids:
+            rows = self.conn.execute("SELECT nextval(%s) AS id FROM generate_series(1, %s)",
+                                     (sequence, ID_BLOCK)).fetchall()
+            ids.extend(r["id"] for r in reversed(rows))
+        return ids.pop()
 
     def add_raw(self, r):
-        uid = self._next_uplink_id()
-        self.conn.execute(
-            "INSERT INTO uplinks (id, received_at, source, topic, dev_eui, f_cnt, f_port, dedup_id, payload, body,"
-            " outcome, reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        uid = self._next_id("uplinks_id_seq")
+        self.rows[COPY_RAW].append(
             (uid, r["received_at"], r["source"], r.get("topic"), r.get("dev_eui"), r.get("f_cnt"), r.get("f_port"),
              r.get("dedup_id"), r.get("payload"), r.get("body"), r["outcome"], r.get("reason")))
         return uid
 
     def add_report(self, r):
-        # the report, its outbox rows (one per sink) and the sink's claim row, in one statement
-        # (one snapshot of outbox_sinks: a sink registered meanwhile gets both or neither)
-        self.conn.execute(
-            "WITH r AS (INSERT INTO reports (dev_eui, seq, seq16, span, interval_s, start_at, end_at, time_estimated,"
-            " received_at, uplink_id, f_cnt, content_hash, config_version, data, stored_at)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s) RETURNING id, dev_eui),"
-            " o AS (INSERT INTO outbox (sink, report_id, dev_eui) SELECT s.sink, r.id, r.dev_eui"
-            " FROM outbox_sinks s, r RETURNING sink, dev_eui)"
-            " INSERT INTO outbox_claim (sink, dev_eui) SELECT sink, dev_eui FROM o ON CONFLICT DO NOTHING",
-            (r["dev_eui"], r["seq"], r["seq16"], r["span"], r["interval_s"], r["start_at"], r["end_at"],
+        self.rows[COPY_REPORT].append(
+            (self._next_id("reports_id_seq"), r["dev_eui"], r["seq"], r["seq16"], r["span"], r["interval_s"], r["start_at"], r["end_at"],
              int(r["time_estimated"]), r["received_at"], r.get("uplink_id"), r.get("f_cnt"), r["content_hash"],
              r.get("config_version"), _dumps(r["data"]), time.time()))
 
     def add_event(self, r):
-        self.conn.execute("INSERT INTO events (at, dev_eui, kind, source, body) VALUES (%s,%s,%s,%s,%s::jsonb)",
-                          (r["at"], r.get("dev_eui"), r["kind"], r.get("source"), json.dumps(r.get("body") or {})))
+        self.rows[SQL_EVENT].append((r["at"], r.get("dev_eui"), r["kind"], r.get("source"), json.dumps(r.get("body") or {})))
 
     def add_quarantine(self, r):
-        self.conn.execute(
-            "INSERT INTO quarantine (at, source, topic, dev_eui, reason, detail, uplink_id, body)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+        self.rows[SQL_QUARANTINE].append(
             (r["at"], r.get("source"), r.get("topic"), r.get("dev_eui"), r["reason"], r.get("detail", "")[:1000],
              r.get("uplink_id"), r.get("body")))
 
@@ -401,7 +433,7 @@ class PostgresStore(Store):
     def batch(self):
         conn = self._conn()
         self._end_claim(conn, commit=False)
-        with conn.pipeline(), conn.transaction():
+        with conn.transaction():
             b = _PgBatch(self, conn)
             yield b
             b.flush()
