@@ -206,6 +206,21 @@ def test_three_instances_kill_9_and_stop_lose_and_duplicate_nothing(broker, post
             health = json.loads(insts[name].get("/healthz", token=None))
             assert health["ok"] and health["instance"] == name
             assert 'vistelse_gateway_instance_info{gateway_instance="%s"} 1' % name in insts[name].get("/metrics")
+        # the last instance to stop keeps its subscription: what is published while none runs waits
+        assert insts["b"].stop() == 0           # a still runs: b leaves the group
+        assert insts["a"].stop() == 0           # the last one keeps its session
+        late = [(cs_topic(eui), chirpstack_uplink(eui, frame(report(per_device), eui), per_device + 1)
+                 .SerializeToString()) for eui in euis[:20]]
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="failover-pub-late", protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        late_infos = [pub.publish(t, b, qos=1) for t, b in late]
+        for info in late_infos:
+            info.wait_for_publish(30)
+        pub.disconnect()
+        pub.loop_stop()
+        insts["a"].start()
+        wait_for(lambda: stored() == len(messages) + len(late), 60, "uplinks published while no instance ran")
         print("failover: %d uplinks, %d kill -9, redelivered per sink %s" % (
             len(messages), len(kills), [len(s.arrivals) - len(s.store) for _, s in sinks]))
     finally:

@@ -205,3 +205,17 @@ def test_access_log_appends_from_several_instances_form_one_chain(postgres_serve
     assert result["ok"] and result["entries"] == 75
     for s in stores:
         s.close()
+
+
+def test_instances_see_each_other_through_the_database(postgres_server):
+    url = postgres_server.create_database()
+    a = open_store({"url": url}, migrate=True, instance="a")
+    b = open_store({"url": url}, instance="b")
+    b.count("reports")                      # b is connected
+    assert a.other_instances("a") == ["b"]
+    b.close()
+    deadline = time.time() + 10
+    while a.other_instances("a") and time.time() < deadline:
+        time.sleep(0.05)
+    assert a.other_instances("a") == []
+    a.close()

@@ -37,7 +37,7 @@ class Gateway:
         self.cfg = cfg
         self.config_path = config_path
         self.metrics = Metrics(instance=cfg["gateway"]["instance"])
-        self.store = open_store(cfg["store"])
+        self.store = open_store(cfg["store"], instance=cfg["gateway"]["instance"])
         self.sinks = build_sinks(cfg["sinks"], self.store)
         ob = cfg["outbox"]
         self.workers = [OutboxWorker(self.store, s, self.metrics, ob["backoff_min_s"], ob["backoff_max_s"])
@@ -48,6 +48,8 @@ class Gateway:
                                  workers=ing["workers"],
                                  on_commit=[w.notify for w in self.workers])
         self.sources = [MqttSource(s["name"], s, self.pipeline, self.metrics) for s in cfg["sources"]]
+        for source in self.sources:
+            source.others_running = lambda: bool(self.store.other_instances(cfg["gateway"]["instance"]))
         self.web = None
         if cfg["http"]["enabled"]:
             from .web import WebApp

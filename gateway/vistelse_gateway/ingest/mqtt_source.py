@@ -15,10 +15,14 @@ keeps what it handed to a member in that member's session. So:
 * an instance that dies (kill -9) finds its share waiting when it reconnects,
   as a single instance does; started elsewhere under the same instance name,
   it takes the session over;
-* an instance stopped gracefully leaves the group first: it unsubscribes (no
-  new messages are routed to it), keeps taking what the broker had already
-  queued for it until the session is empty and everything is committed and
-  acknowledged, and only then disconnects. A stopped member strands nothing.
+* an instance stopped gracefully while other instances run (the store knows:
+  `others_running`) leaves the group first: it unsubscribes (no new messages
+  are routed to it), keeps taking what the broker had already queued for it
+  until the session is empty and everything is committed and acknowledged,
+  and only then disconnects. A stopped member strands nothing;
+* the last instance to stop keeps its subscription: with no member left
+  subscribed the broker would drop what is published meanwhile, so it
+  queues in the last one's session until that instance comes back.
 """
 import logging
 import threading
@@ -57,6 +61,7 @@ class MqttSource:
         self._last_message = 0.0
         self._count_lock = threading.Lock()
         self.unsubscribed = threading.Event()
+        self.others_running = lambda: False     # set by the gateway from its store
         cfg = dict(cfg)
         cfg.setdefault("client_id", "vistelse-gateway-" + name)
         self.proto = protocol(cfg)
@@ -81,7 +86,17 @@ class MqttSource:
 
     def stop(self):
         if self.shared and self.connected.is_set():
-            self.leave_group()
+            try:
+                others = self.others_running()
+            except Exception as exc:    # store unreachable: keep the session, lose nothing
+                log.warning("source %s: cannot tell whether other instances run (%s); keeping the "
+                            "subscription", self.name, exc)
+                others = False
+            if others:
+                self.leave_group()
+            else:
+                log.info("source %s: last instance of the group: keeping the subscription, the broker "
+                         "queues for this session until it returns", self.name)
         self.client.disconnect()
         self.client.loop_stop()
 

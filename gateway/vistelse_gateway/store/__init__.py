@@ -4,14 +4,14 @@ one database."""
 from .base import Store, StoreError
 
 
-def open_store(config, migrate=None):
+def open_store(config, migrate=None, instance=None):
     """Open the configured backend. SQLite brings its schema up to date itself; a
     PostgreSQL database is migrated only by `vistelse gateway migrate` (migrate=True),
     so that an upgrade is one deliberate step for all instances."""
     url = config.get("url") or ""
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
-        return PostgresStore(url, migrate=bool(migrate))
+        return PostgresStore(url, migrate=bool(migrate), instance=instance)
     if url:
         raise StoreError("store url %r: only postgresql://... is supported (or leave it out for SQLite)" % url)
     backend = config.get("backend", "sqlite")

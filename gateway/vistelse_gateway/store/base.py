@@ -182,5 +182,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def migrate(self): """Bring the schema to this code's version -> list of (version, description) applied."""
 
+    def other_instances(self, instance):
+        """Other gateway instances connected to this store now (names). A single-instance
+        backend has none."""
+        return []
+
     def close(self):
         pass

@@ -294,8 +294,10 @@ class _PgBatch(Batch):
 
 
 class PostgresStore(Store):
-    def __init__(self, url, migrate=False, connect_timeout=10):
+    def __init__(self, url, migrate=False, connect_timeout=10, instance=None):
         self.url = url
+        # visible to the other instances in pg_stat_activity (other_instances)
+        self.application_name = "vistelse-gateway/%s" % instance if instance else "vistelse-gateway"
         self.connect_timeout = connect_timeout
         self._local = threading.local()
         self._all = []
@@ -318,7 +320,7 @@ class PostgresStore(Store):
         if conn is None:
             try:
                 conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
-                                       connect_timeout=self.connect_timeout, application_name="vistelse-gateway")
+                                       connect_timeout=self.connect_timeout, application_name=self.application_name)
             except psycopg.Error as exc:
                 raise StoreError("cannot connect to PostgreSQL: %s" % str(exc).strip()) from None
             setattr(self._local, attr, conn)
@@ -345,6 +347,13 @@ class PostgresStore(Store):
                     pass
             self._all = []
         self._local = threading.local()
+
+    def other_instances(self, instance):
+        rows = self._conn().execute(
+            "SELECT DISTINCT application_name AS a FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE 'vistelse-gateway/%%' AND application_name <> %s",
+            ("vistelse-gateway/%s" % instance,)).fetchall()
+        return sorted(r["a"].split("/", 1)[1] for r in rows)
 
     # -- schema -------------------------------------------------------------
     def schema_version(self):
