@@ -26,7 +26,8 @@ import zlib
 import psycopg
 from psycopg.rows import dict_row
 
-from .base import TABLES, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain, GENESIS
+from .base import GENESIS, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
+from .sql import SqlReadModels, device_row
 
 # advisory lock keys (pg_advisory_xact_lock(bigint)): fixed, derived from names
 LOCK_ACCESS_LOG = zlib.crc32(b"vistelse.access_log")
@@ -96,10 +97,6 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 ID_BLOCK = 256
 
 
-def _device_row(row):
-    return dict(row) if row is not None else None
-
-
 def _dumps(value):
     return json.dumps(value, separators=(",", ":"))
 
@@ -146,7 +143,7 @@ class _PgBatch(Batch):
         cache = self.store._registry
         if eui in cache:
             return cache[eui]
-        row = _device_row(self.conn.execute("SELECT * FROM devices WHERE dev_eui=%s", (eui,)).fetchone())
+        row = device_row(self.conn.execute("SELECT * FROM devices WHERE dev_eui=%s", (eui,)).fetchone())
         if row is not None:
             cache[eui] = row
         return row
@@ -156,7 +153,7 @@ class _PgBatch(Batch):
         rows = self.conn.execute("SELECT * FROM devices WHERE network='tts' AND tts_device_id=%s AND "
                                  "(application=%s OR application LIKE %s)",
                                  (device_id, application, app + "@%")).fetchall()
-        return _device_row(rows[0]) if len(rows) == 1 else None
+        return device_row(rows[0]) if len(rows) == 1 else None
 
     def device_key(self, dev_eui):
         eui = hex_eui(dev_eui)
@@ -293,7 +290,7 @@ class _PgBatch(Batch):
         return changes
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlReadModels, Store):
     def __init__(self, url, migrate=False, connect_timeout=10, instance=None):
         self.url = url
         # visible to the other instances in pg_stat_activity (other_instances)
@@ -355,6 +352,10 @@ class PostgresStore(Store):
             ("vistelse-gateway/%s" % instance,)).fetchall()
         return sorted(r["a"].split("/", 1)[1] for r in rows)
 
+    def _fetch(self, sql, args=()):
+        # the shared read models write `?`; psycopg's placeholder is %s (and % is its escape)
+        return self._conn().execute(sql.replace("%", "%%").replace("?", "%s"), args).fetchall()
+
     # -- schema -------------------------------------------------------------
     def schema_version(self):
         row = self._conn().execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS present").fetchone()
@@ -411,13 +412,6 @@ class PostgresStore(Store):
             self._append_log(conn, actor, "device.put" if exists else "device.add",
                              {"dev_eui": eui, "key_changed": key is not None,
                               "status": device.get("status", "active")})
-
-    def get_device(self, dev_eui):
-        return _device_row(self._conn().execute("SELECT * FROM devices WHERE dev_eui=%s",
-                                                (hex_eui(dev_eui),)).fetchone())
-
-    def list_devices(self):
-        return [_device_row(r) for r in self._conn().execute("SELECT * FROM devices ORDER BY site, name, dev_eui")]
 
     def set_device_status(self, dev_eui, status, actor):
         if status not in ("active", "retired"):
@@ -554,66 +548,6 @@ class PostgresStore(Store):
                          " SET value = excluded.value", (sink, key, json.dumps(value)))
         return value
 
-    # -- operator surface ---------------------------------------------------
-    def overview(self):
-        conn = self._conn()
-        devices = self.list_devices()
-        states = {r["dev_eui"]: r["state"] for r in conn.execute("SELECT dev_eui, state FROM device_state")}
-        qcounts = {r["dev_eui"]: r["n"] for r in conn.execute(
-            "SELECT dev_eui, count(*) AS n FROM quarantine GROUP BY dev_eui")}
-        pend = {}
-        for r in conn.execute("SELECT dev_eui, config_version, status FROM downlinks ORDER BY id"):
-            pend[r["dev_eui"]] = {"config_version": r["config_version"], "status": r["status"]}
-        for d in devices:
-            d["state"] = states.get(d["dev_eui"], {})
-            d["rejected"] = qcounts.get(d["dev_eui"], 0)
-            d["downlink"] = pend.get(d["dev_eui"])
-        return devices
-
-    def quarantine(self, limit=100):
-        return self._conn().execute("SELECT id, at, source, topic, dev_eui, reason, detail FROM quarantine"
-                                    " ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
-
-    def quarantine_counts(self):
-        return {r["reason"]: r["n"] for r in self._conn().execute(
-            "SELECT reason, count(*) AS n FROM quarantine GROUP BY reason")}
-
-    def reports(self, since=None, until=None, dev_eui=None, limit=None):
-        sql = ("SELECT r.*, d.site AS site, d.name AS device_name, d.meta AS device_meta FROM reports r"
-               " LEFT JOIN devices d ON d.dev_eui = r.dev_eui WHERE true")
-        args = []
-        if since is not None:
-            sql += " AND r.end_at >= %s"
-            args.append(since)
-        if until is not None:
-            sql += " AND r.end_at < %s"
-            args.append(until)
-        if dev_eui is not None:
-            sql += " AND r.dev_eui = %s"
-            args.append(hex_eui(dev_eui))
-        sql += " ORDER BY r.end_at, r.dev_eui"
-        if limit:
-            sql += " LIMIT %d" % int(limit)
-        out = self._conn().execute(sql, args).fetchall()
-        for item in out:
-            item["device_meta"] = item["device_meta"] or {}
-        return out
-
-    def count(self, table):
-        if table not in TABLES:
-            raise StoreError("no table %s" % table)
-        return self._conn().execute("SELECT count(*) AS n FROM %s" % table).fetchone()["n"]
-
-    def events(self, dev_eui=None, limit=100):
-        sql, args = "SELECT * FROM events", []
-        if dev_eui:
-            sql += " WHERE dev_eui=%s"
-            args.append(hex_eui(dev_eui))
-        rows = self._conn().execute(sql + " ORDER BY id DESC LIMIT %s", args + [limit]).fetchall()
-        for r in rows:
-            r["body"] = r["body"] or {}
-        return rows
-
     # -- retention ----------------------------------------------------------
     def purge(self, raw_before):
         with self._tx() as conn:
@@ -622,9 +556,6 @@ class PostgresStore(Store):
                                (raw_before,)).rowcount
             n_ev = conn.execute("DELETE FROM events WHERE at < %s AND kind='log'", (raw_before,)).rowcount
         return {"uplinks": n_raw, "quarantine_bodies": n_q, "log_events": n_ev}
-
-    def oldest_raw(self):
-        return self._conn().execute("SELECT min(received_at) AS t FROM uplinks").fetchone()["t"]
 
     # -- downlinks ----------------------------------------------------------
     def add_downlink(self, row):
@@ -645,21 +576,6 @@ class PostgresStore(Store):
                              {"dev_eui": eui, "config_version": row["config_version"], "via": row["via"],
                               "status": status})
             return did
-
-    def downlinks(self, dev_eui=None):
-        sql, args = "SELECT * FROM downlinks", []
-        if dev_eui:
-            sql += " WHERE dev_eui=%s"
-            args.append(hex_eui(dev_eui))
-        return self._conn().execute(sql + " ORDER BY id", args).fetchall()
-
-    def last_config_version(self, dev_eui):
-        conn = self._conn()
-        eui = hex_eui(dev_eui)
-        row = conn.execute("SELECT max(config_version) AS v FROM downlinks WHERE dev_eui=%s", (eui,)).fetchone()
-        row2 = conn.execute("SELECT state FROM device_state WHERE dev_eui=%s", (eui,)).fetchone()
-        state = row2["state"] if row2 else {}
-        return max(row["v"] or 0, state.get("config_version") or 0)
 
     # -- access log ---------------------------------------------------------
     def _append_log(self, conn, actor, action, detail):
@@ -682,6 +598,3 @@ class PostgresStore(Store):
     def verify_access_log(self):
         with self._conn().cursor() as cur:
             return verify_chain(cur.execute("SELECT * FROM access_log ORDER BY id"))
-
-    def access_log(self, limit=200):
-        return self._conn().execute("SELECT * FROM access_log ORDER BY id DESC LIMIT %s", (limit,)).fetchall()

@@ -12,7 +12,8 @@ import sqlite3
 import threading
 import time
 
-from .base import GENESIS, TABLES, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
+from .base import GENESIS, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
+from .sql import SqlReadModels, device_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -70,15 +71,6 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 _hex = hex_eui
 
 
-def _device_row(row):
-    if row is None:
-        return None
-    d = dict(row)
-    d["meta"] = json.loads(d["meta"] or "{}")
-    d["register"] = json.loads(d["register"] or "{}")
-    return d
-
-
 class _SqliteBatch(Batch):
     """One ingest transaction. The registry and device-state caches live in the
     store: the pipeline is the only writer of device_state, and any registry
@@ -101,7 +93,7 @@ class _SqliteBatch(Batch):
         cache = self.store._registry if self.store is not None else None
         if cache is not None and eui in cache:
             return cache[eui]
-        row = _device_row(self.db.execute("SELECT * FROM devices WHERE dev_eui=?", (eui,)).fetchone())
+        row = device_row(self.db.execute("SELECT * FROM devices WHERE dev_eui=?", (eui,)).fetchone())
         if cache is not None and row is not None:
             cache[eui] = row
         return row
@@ -110,7 +102,7 @@ class _SqliteBatch(Batch):
         app = application.split("@")[0]
         rows = self.db.execute("SELECT * FROM devices WHERE network='tts' AND tts_device_id=? AND "
                                "(application=? OR application LIKE ?)", (device_id, application, app + "@%")).fetchall()
-        return _device_row(rows[0]) if len(rows) == 1 else None
+        return device_row(rows[0]) if len(rows) == 1 else None
 
     def device_key(self, dev_eui):
         eui = _hex(dev_eui)
@@ -217,7 +209,7 @@ def _newer(a, b):
     return 0 < ((a - b) & 0xFFFF) < 0x8000
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlReadModels, Store):
     def __init__(self, path, synchronous="full"):
         self.path = str(path)
         if synchronous.lower() not in ("full", "normal", "extra"):
@@ -281,6 +273,9 @@ class SqliteStore(Store):
             self._all = []
         self._local = threading.local()
 
+    def _fetch(self, sql, args=()):
+        return [dict(r) for r in self._conn().execute(sql, args)]
+
     # -- schema -------------------------------------------------------------
     def schema_version(self):
         db = self._conn()
@@ -329,12 +324,6 @@ class SqliteStore(Store):
             self._append_log(db, actor, "device.put" if exists else "device.add",
                              {"dev_eui": eui, "key_changed": key is not None,
                               "status": device.get("status", "active")})
-
-    def get_device(self, dev_eui):
-        return _device_row(self._conn().execute("SELECT * FROM devices WHERE dev_eui=?", (_hex(dev_eui),)).fetchone())
-
-    def list_devices(self):
-        return [_device_row(r) for r in self._conn().execute("SELECT * FROM devices ORDER BY site, name, dev_eui")]
 
     def set_device_status(self, dev_eui, status, actor):
         if status not in ("active", "retired"):
@@ -422,66 +411,6 @@ class SqliteStore(Store):
             db.execute("INSERT OR REPLACE INTO sink_state VALUES (?,?,?)", (sink, key, json.dumps(value)))
         return value
 
-    # -- operator surface ---------------------------------------------------
-    def overview(self):
-        db = self._conn()
-        devices = self.list_devices()
-        states = {r[0]: json.loads(r[1]) for r in db.execute("SELECT dev_eui, state FROM device_state")}
-        qcounts = {r[0]: r[1] for r in db.execute("SELECT dev_eui, count(*) FROM quarantine GROUP BY dev_eui")}
-        pend = {}
-        for r in db.execute("SELECT dev_eui, config_version, status FROM downlinks ORDER BY id"):
-            pend[r[0]] = {"config_version": r[1], "status": r[2]}
-        for d in devices:
-            d["state"] = states.get(d["dev_eui"], {})
-            d["rejected"] = qcounts.get(d["dev_eui"], 0)
-            d["downlink"] = pend.get(d["dev_eui"])
-        return devices
-
-    def quarantine(self, limit=100):
-        rows = self._conn().execute("SELECT id, at, source, topic, dev_eui, reason, detail FROM quarantine"
-                                    " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [dict(r) for r in rows]
-
-    def quarantine_counts(self):
-        return {r[0]: r[1] for r in self._conn().execute("SELECT reason, count(*) FROM quarantine GROUP BY reason")}
-
-    def reports(self, since=None, until=None, dev_eui=None, limit=None):
-        sql = ("SELECT r.*, d.site AS site, d.name AS device_name, d.meta AS device_meta FROM reports r"
-               " LEFT JOIN devices d ON d.dev_eui = r.dev_eui WHERE 1=1")
-        args = []
-        if since is not None:
-            sql += " AND r.end_at >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND r.end_at < ?"
-            args.append(until)
-        if dev_eui is not None:
-            sql += " AND r.dev_eui = ?"
-            args.append(_hex(dev_eui))
-        sql += " ORDER BY r.end_at, r.dev_eui"
-        if limit:
-            sql += " LIMIT %d" % int(limit)
-        out = []
-        for row in self._conn().execute(sql, args):
-            item = dict(row)
-            item["data"] = json.loads(item["data"])
-            item["device_meta"] = json.loads(item["device_meta"] or "{}")
-            out.append(item)
-        return out
-
-    def count(self, table):
-        if table not in TABLES:
-            raise StoreError("no table %s" % table)
-        return self._conn().execute("SELECT count(*) FROM %s" % table).fetchone()[0]
-
-    def events(self, dev_eui=None, limit=100):
-        sql, args = "SELECT * FROM events", []
-        if dev_eui:
-            sql += " WHERE dev_eui=?"
-            args.append(_hex(dev_eui))
-        rows = self._conn().execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
-        return [dict(r, body=json.loads(r["body"] or "{}")) for r in rows]
-
     # -- retention ----------------------------------------------------------
     def purge(self, raw_before):
         with self._tx() as db:
@@ -490,10 +419,6 @@ class SqliteStore(Store):
                              (raw_before,)).rowcount
             n_ev = db.execute("DELETE FROM events WHERE at < ? AND kind='log'", (raw_before,)).rowcount
         return {"uplinks": n_raw, "quarantine_bodies": n_q, "log_events": n_ev}
-
-    def oldest_raw(self):
-        row = self._conn().execute("SELECT min(received_at) FROM uplinks").fetchone()
-        return row[0]
 
     # -- downlinks ----------------------------------------------------------
     def add_downlink(self, row):
@@ -510,20 +435,6 @@ class SqliteStore(Store):
                              {"dev_eui": _hex(row["dev_eui"]), "config_version": row["config_version"],
                               "via": row["via"], "status": row.get("status", "pending")})
             return cur.lastrowid
-
-    def downlinks(self, dev_eui=None):
-        sql, args = "SELECT * FROM downlinks", []
-        if dev_eui:
-            sql += " WHERE dev_eui=?"
-            args.append(_hex(dev_eui))
-        return [dict(r, config=json.loads(r["config"])) for r in self._conn().execute(sql + " ORDER BY id", args)]
-
-    def last_config_version(self, dev_eui):
-        db = self._conn()
-        row = db.execute("SELECT max(config_version) FROM downlinks WHERE dev_eui=?", (_hex(dev_eui),)).fetchone()
-        row2 = db.execute("SELECT state FROM device_state WHERE dev_eui=?", (_hex(dev_eui),)).fetchone()
-        state = json.loads(row2[0]) if row2 else {}
-        return max(row[0] or 0, state.get("config_version") or 0)
 
     # -- access log ---------------------------------------------------------
     def _append_log(self, db, actor, action, detail):
@@ -544,7 +455,3 @@ class SqliteStore(Store):
     def verify_access_log(self):
         """-> {'ok': bool, 'entries': n, 'head': hash, 'first_bad': id or None, 'problem': text}"""
         return verify_chain(self._conn().execute("SELECT * FROM access_log ORDER BY id"))
-
-    def access_log(self, limit=200):
-        rows = self._conn().execute("SELECT * FROM access_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [dict(r) for r in rows]
