@@ -89,6 +89,22 @@ def session(port, client_id, on_message=None):
     return c, subscribed
 
 
+def cpu_seconds(pid):
+    """CPU time (user + system) of a process and of its children (the ingest worker), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / tick
+        children = []
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                children += [int(c) for c in f.read().split()]
+    except OSError:
+        return 0.0, 0.0
+    return own, sum(cpu_seconds(c)[0] for c in children)
+
+
 def bare_drain(port, messages):
     # create the persistent session, go offline, let the backlog queue up, then drain
     c, sub = session(port, "bench-bare")
@@ -104,11 +120,14 @@ def bare_drain(port, messages):
         times.append(time.perf_counter())
         if len(times) == n:
             done.set()
+    cpu0 = time.process_time()
     c, _ = session(port, "bench-bare", on_message)
     done.wait(600)
+    cpu = time.process_time() - cpu0
     c.disconnect()
     c.loop_stop()
-    return {"received": len(times), "seconds": times[-1] - times[0], "rate": (len(times) - 1) / (times[-1] - times[0])}
+    return {"received": len(times), "seconds": times[-1] - times[0], "rate": (len(times) - 1) / (times[-1] - times[0]),
+            "cpu_us": cpu / len(times) * 1e6}
 
 
 class Gateways:
@@ -208,6 +227,7 @@ def gateway_drain(port, messages, gws):
     publish_all(port, messages)
     n = before + len(messages)
     gws.start()
+    cpu0 = [cpu_seconds(p.pid) for p in gws.procs]
     t0 = c0 = None
     deadline = time.time() + 900
     while time.time() < deadline:
@@ -221,7 +241,12 @@ def gateway_drain(port, messages, gws):
         time.sleep(0.02)
     else:
         raise RuntimeError("the gateway stored only %d of %d" % (gws.count(), n))
-    return {"seconds": t1 - t0, "rate": (n - c0) / (t1 - t0)}
+    # CPU per uplink over the drain (from start: includes start-up), main processes and their workers
+    cpu1 = [cpu_seconds(p.pid) for p in gws.procs]
+    main_cpu = sum(b[0] - a[0] for a, b in zip(cpu0, cpu1))
+    worker_cpu = sum(b[1] for b in cpu1)
+    return {"seconds": t1 - t0, "rate": (n - c0) / (t1 - t0), "main_cpu_us": main_cpu / len(messages) * 1e6,
+            "worker_cpu_us": worker_cpu / len(messages) * 1e6}
 
 
 def live_latency(port, messages, gws, rate):
@@ -301,6 +326,8 @@ def main():
         "workers": args.workers, "batch_max": args.batch_max,
         "gateway_uplinks_per_s": round(gw["rate"], 1), "bare_drain_per_s": round(bare["rate"], 1),
         "ratio": round(gw["rate"] / bare["rate"], 3), "latency": latency,
+        "cpu_us_per_uplink": {"bare_subscriber": round(bare["cpu_us"], 1), "gateway_main": round(gw["main_cpu_us"], 1),
+                              "gateway_workers": round(gw["worker_cpu_us"], 1)},
         "loss": len(messages) - distinct, "quarantined": quarantined, "exit_codes": codes,
         "bare_received": bare["received"], "python": platform.python_version(), "cpus": os.cpu_count(),
         "load_1min": round(os.getloadavg()[0], 2),
