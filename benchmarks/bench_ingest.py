@@ -1,17 +1,24 @@
-"""Sustained ingest: mosquitto -> gateway -> committed in SQLite (tag verified),
-against the rate at which a bare paho subscriber drains the same stream from
-the same broker.
+"""Sustained ingest: mosquitto -> gateway -> committed (tag verified), in SQLite
+or in PostgreSQL with one or several instances, against the rate at which a
+bare paho subscriber drains the same stream from the same broker.
 
 Both consumers get the same backlog: N ChirpStack v4 uplink events (JSON
 marshaling by default) from D registered devices, published at QoS 1 into
 their persistent sessions while they are offline; then each consumer is
 started and timed from its first to its last message (the gateway: first to
-last committed report, polled in SQLite). The gateway runs as its own
-process, as in production, with synchronous=FULL (fsync per commit).
+last committed report, polled in the store). The gateway runs as its own
+process(es), as in production, durably: SQLite synchronous=FULL (fsync per
+commit); PostgreSQL with fsync on, several instances behind a shared
+subscription ($share/bench/...), one session each.
+
+Then a live phase: --live-messages more published at --live-rate per second
+to the running gateway(s); latency publish -> stored (median, p99).
 
     .venv/bin/python benchmarks/bench_ingest.py [--messages 20000] [--devices 200] [--protobuf]
+    .venv/bin/python benchmarks/bench_ingest.py --store postgres --instances 3
+    .venv/bin/python benchmarks/bench_ingest.py --profile /tmp/gw.txt     # py-spy, collapsed stacks
 
-Prints one JSON line with uplinks/s, the bare drain rate, the ratio and loss.
+Prints one JSON line with uplinks/s, the bare drain rate, the ratio, latency and loss.
 """
 import argparse
 import json
@@ -19,6 +26,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,8 +38,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from vistelse_gateway.store import open_store
 from vistelse_gateway.store.sqlite import SqliteStore
-from vistelse_gateway.testing import (APP_ID, KEY, Mosquitto, chirpstack_uplink, cs_json, cs_topic, frame,
+from vistelse_gateway.testing import (APP_ID, KEY, Mosquitto, Postgres, chirpstack_uplink, cs_json, cs_topic, frame,
                                       report)
 
 TOPIC = "application/+/device/+/event/up"
@@ -45,7 +54,7 @@ def build_messages(n, devices, protobuf):
         seq = k // devices
         msg = chirpstack_uplink(eui, frame(report(seq, visits=seq % 9, total_in=seq * 2, total_out=seq), eui),
                                 seq + 1)
-        out.append((cs_topic(eui), msg.SerializeToString() if protobuf else cs_json(msg)))
+        out.append((cs_topic(eui), msg.SerializeToString() if protobuf else cs_json(msg), (eui.hex(), seq)))
     return euis, out
 
 
@@ -80,6 +89,22 @@ def session(port, client_id, on_message=None):
     return c, subscribed
 
 
+def cpu_seconds(pid):
+    """CPU time (user + system) of a process and of its children (the ingest worker), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / tick
+        children = []
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                children += [int(c) for c in f.read().split()]
+    except OSError:
+        return 0.0, 0.0
+    return own, sum(cpu_seconds(c)[0] for c in children)
+
+
 def bare_drain(port, messages):
     # create the persistent session, go offline, let the backlog queue up, then drain
     c, sub = session(port, "bench-bare")
@@ -95,63 +120,169 @@ def bare_drain(port, messages):
         times.append(time.perf_counter())
         if len(times) == n:
             done.set()
+    cpu0 = time.process_time()
     c, _ = session(port, "bench-bare", on_message)
     done.wait(600)
+    cpu = time.process_time() - cpu0
     c.disconnect()
     c.loop_stop()
-    return {"received": len(times), "seconds": times[-1] - times[0], "rate": (len(times) - 1) / (times[-1] - times[0])}
+    return {"received": len(times), "seconds": times[-1] - times[0], "rate": (len(times) - 1) / (times[-1] - times[0]),
+            "cpu_us": cpu / len(times) * 1e6}
 
 
-def gateway_drain(port, messages, euis, workdir, batch_max, workers):
-    state = os.path.join(workdir, "state")
-    os.makedirs(state)
-    store = SqliteStore(os.path.join(state, "gateway.sqlite"))
-    for eui in euis:
-        store.put_device({"dev_eui": eui.hex(), "network": "chirpstack", "application": APP_ID}, KEY, "bench")
-    store.close()
-    cfg = os.path.join(workdir, "gateway.toml")
-    with open(cfg, "w") as f:
-        f.write('[gateway]\nstate_dir = "state"\nlog_level = "warning"\n[ingest]\nbatch_max = %d\nworkers = %d\n'
-                '[http]\nenabled = false\n[[source]]\ntype = "chirpstack-mqtt"\nhost = "127.0.0.1"\nport = %d\n'
-                'client_id = "bench-gateway"\ntopics = ["%s"]\n' % (batch_max, workers, port, TOPIC))
-    cmd = [sys.executable, "-m", "vistelse_gateway.service", "--config", cfg]
-    db_path = os.path.join(state, "gateway.sqlite")
+class Gateways:
+    """N gateway processes (instances a, b, c, ...) on one store: the SQLite file, or a
+    PostgreSQL database behind an MQTT v5 shared subscription (one session each)."""
 
-    def count():
-        db = sqlite3.connect(db_path, timeout=10)
+    def __init__(self, port, euis, workdir, args, pg=None):
+        self.n = args.instances
+        self.pg_url = None
+        self.procs = []
+        self.spy = None
+        self.profile = args.profile
+        state = os.path.join(workdir, "state")
+        os.makedirs(state)
+        if pg is not None:
+            self.pg_url = pg.create_database()
+            store = open_store({"url": self.pg_url}, migrate=True)
+        else:
+            self.db_path = os.path.join(state, "gateway.sqlite")
+            store = SqliteStore(self.db_path)
+        for eui in euis:
+            store.put_device({"dev_eui": eui.hex(), "network": "chirpstack", "application": APP_ID}, KEY, "bench")
+        store.close()
+        self.cmds = []
+        for k in range(self.n):
+            name = "abcdefgh"[k]
+            cfg = os.path.join(workdir, "gateway-%s.toml" % name)
+            with open(cfg, "w") as f:
+                f.write('[gateway]\nstate_dir = "state"\nlog_level = "warning"\ninstance = "%s"\n'
+                        '[ingest]\nbatch_max = %d\nworkers = %d\n[http]\nenabled = false\n'
+                        % (name, args.batch_max, args.workers))
+                if self.pg_url:
+                    f.write('[store]\nurl = "%s"\n' % self.pg_url)
+                f.write('[[source]]\ntype = "chirpstack-mqtt"\nhost = "127.0.0.1"\nport = %d\ntopics = ["%s"]\n'
+                        % (port, TOPIC))
+                if self.pg_url:
+                    f.write('shared_group = "bench"\n')
+                else:
+                    f.write('client_id = "bench-gateway"\n')
+                if args.receive_maximum:
+                    f.write("receive_maximum = %d\n" % args.receive_maximum)
+            self.cmds.append([sys.executable, "-m", "vistelse_gateway.service", "--config", cfg])
+
+    def count(self, sql="SELECT count(*) FROM reports"):
+        if self.pg_url:
+            import psycopg
+            with psycopg.connect(self.pg_url) as conn:
+                return conn.execute(sql).fetchone()[0]
+        db = sqlite3.connect(self.db_path, timeout=10)
         try:
-            return db.execute("SELECT count(*) FROM reports").fetchone()[0]
+            return db.execute(sql).fetchone()[0]
         finally:
             db.close()
-    # first run only creates the persistent session
-    proc = subprocess.Popen(cmd)
-    time.sleep(2.0)
-    proc.terminate()
-    proc.wait(20)
+
+    def rows(self, sql):
+        if self.pg_url:
+            import psycopg
+            with psycopg.connect(self.pg_url) as conn:
+                return conn.execute(sql).fetchall()
+        db = sqlite3.connect(self.db_path, timeout=10)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+    def create_sessions(self):
+        """Subscribe once and go offline with the subscription kept (kill -9: a graceful stop
+        would leave the shared group), so that a backlog queues up for the sessions."""
+        procs = [subprocess.Popen(c) for c in self.cmds]
+        time.sleep(3.0)
+        for p in procs:
+            p.kill()
+            p.wait(20)
+
+    def start(self):
+        self.procs = [subprocess.Popen(c) for c in self.cmds]
+        if self.profile:   # sample every thread and the worker processes: py-spy's collapsed stacks
+            self.spy = subprocess.Popen(["py-spy", "record", "--pid", str(self.procs[0].pid), "--subprocesses",
+                                         "--threads", "--format", "raw", "--rate", "250", "-o", self.profile],
+                                        stdout=subprocess.DEVNULL)
+
+    def stop(self):
+        codes = []
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            codes.append(p.wait(60))
+        if self.spy is not None:
+            self.spy.wait(60)
+        return codes
+
+
+def gateway_drain(port, messages, gws):
+    """Backlog: every message waits in the sessions; time first to last committed report."""
+    gws.create_sessions()
+    before = gws.count()
     publish_all(port, messages)
-    n = len(messages)
-    proc = subprocess.Popen(cmd)
+    n = before + len(messages)
+    gws.start()
+    cpu0 = [cpu_seconds(p.pid) for p in gws.procs]
     t0 = c0 = None
     deadline = time.time() + 900
     while time.time() < deadline:
-        c = count()
+        c = gws.count()
         now = time.perf_counter()
-        if t0 is None and c > 0:
+        if t0 is None and c > before:
             t0, c0 = now, c
         if c >= n:
             t1 = now
             break
         time.sleep(0.02)
     else:
-        raise RuntimeError("the gateway stored only %d of %d" % (count(), n))
-    proc.terminate()
-    rc = proc.wait(30)
-    db = sqlite3.connect(db_path)
-    distinct = db.execute("SELECT count(DISTINCT dev_eui || ':' || seq) FROM reports").fetchone()[0]
-    quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    db.close()
-    return {"stored": n, "distinct": distinct, "quarantined": quarantined, "seconds": t1 - t0,
-            "rate": (n - c0) / (t1 - t0), "exit_code": rc}
+        raise RuntimeError("the gateway stored only %d of %d" % (gws.count(), n))
+    # CPU per uplink over the drain (from start: includes start-up), main processes and their workers
+    cpu1 = [cpu_seconds(p.pid) for p in gws.procs]
+    main_cpu = sum(b[0] - a[0] for a, b in zip(cpu0, cpu1))
+    worker_cpu = sum(b[1] for b in cpu1)
+    return {"seconds": t1 - t0, "rate": (n - c0) / (t1 - t0), "main_cpu_us": main_cpu / len(messages) * 1e6,
+            "worker_cpu_us": worker_cpu / len(messages) * 1e6}
+
+
+def live_latency(port, messages, gws, rate):
+    """Messages published at `rate`/s to running gateways: publish -> stored_at (taken in the
+    committing transaction, at most one batch before its COMMIT), median and p99."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-live", protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    sent = {}
+    start = time.time()
+    infos = []
+    for k, (topic, body, key) in enumerate(messages):
+        delay = start + k / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        sent[key] = time.time()
+        infos.append(c.publish(topic, body, qos=1))
+    for i in infos:
+        i.wait_for_publish(120)
+    c.disconnect()
+    c.loop_stop()
+    want = {k for _, _, k in messages}
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        rows = gws.rows("SELECT dev_eui, seq, stored_at FROM reports WHERE stored_at >= %f" % (start - 1))
+        got = {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in want}
+        if len(got) == len(want):
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError("live phase: stored %d of %d" % (len(got), len(want)))
+    lat = sorted(got[k] - sent[k] for k in want)
+    return {"rate": rate, "messages": len(lat), "median_ms": round(1000 * statistics.median(lat), 1),
+            "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1)}
 
 
 def main():
@@ -161,23 +292,45 @@ def main():
     ap.add_argument("--batch-max", type=int, default=500)
     ap.add_argument("--workers", type=int, default=1, help="[ingest] workers (parse/decode processes)")
     ap.add_argument("--protobuf", action="store_true", help="protobuf marshaling instead of JSON")
+    ap.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                    help="postgres: a throwaway cluster (fsync on) on a Unix socket, instances share it")
+    ap.add_argument("--instances", type=int, default=1, help="gateway processes (postgres only for more than 1)")
+    ap.add_argument("--live-rate", type=float, default=1000.0, help="messages/s in the latency phase")
+    ap.add_argument("--live-messages", type=int, default=5000, help="messages in the latency phase (0: skip)")
+    ap.add_argument("--receive-maximum", type=int, help="[[source]] receive_maximum (MQTT v5 in-flight window)")
+    ap.add_argument("--profile", metavar="FILE", help="record the first gateway with py-spy (collapsed stacks)")
     args = ap.parse_args()
-    euis, messages = build_messages(args.messages, args.devices, args.protobuf)
+    if args.instances > 1 and args.store != "postgres":
+        ap.error("several instances need --store postgres")
+    euis, messages = build_messages(args.messages + args.live_messages, args.devices, args.protobuf)
+    backlog, live = messages[:args.messages], messages[args.messages:]
     work = tempfile.mkdtemp(prefix="vistelse-bench-")
     broker = Mosquitto().start()
+    pg = Postgres().start() if args.store == "postgres" else None
     try:
-        bare = bare_drain(broker.port, messages)
-        gw = gateway_drain(broker.port, messages, euis, work, args.batch_max, args.workers)
+        bare = bare_drain(broker.port, [(t, b) for t, b, _ in backlog])
+        gws = Gateways(broker.port, euis, work, args, pg)
+        gw = gateway_drain(broker.port, [(t, b) for t, b, _ in backlog], gws)
+        latency = live_latency(broker.port, live, gws, args.live_rate) if live else None
+        codes = gws.stop()
+        distinct = gws.count("SELECT count(DISTINCT dev_eui || ':' || seq) FROM reports")
+        quarantined = gws.count("SELECT count(*) FROM quarantine")
     finally:
         broker.stop()
+        if pg is not None:
+            pg.stop()
         shutil.rmtree(work, ignore_errors=True)
     result = {
+        "store": args.store, "instances": args.instances,
         "messages": args.messages, "devices": args.devices, "marshaling": "protobuf" if args.protobuf else "json",
         "workers": args.workers, "batch_max": args.batch_max,
         "gateway_uplinks_per_s": round(gw["rate"], 1), "bare_drain_per_s": round(bare["rate"], 1),
-        "ratio": round(gw["rate"] / bare["rate"], 3),
-        "loss": args.messages - gw["distinct"], "quarantined": gw["quarantined"],
+        "ratio": round(gw["rate"] / bare["rate"], 3), "latency": latency,
+        "cpu_us_per_uplink": {"bare_subscriber": round(bare["cpu_us"], 1), "gateway_main": round(gw["main_cpu_us"], 1),
+                              "gateway_workers": round(gw["worker_cpu_us"], 1)},
+        "loss": len(messages) - distinct, "quarantined": quarantined, "exit_codes": codes,
         "bare_received": bare["received"], "python": platform.python_version(), "cpus": os.cpu_count(),
+        "load_1min": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result))
     return 0 if result["loss"] == 0 and result["quarantined"] == 0 else 1

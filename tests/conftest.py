@@ -16,3 +16,59 @@ def micropython():
     from vistelse_tools.micropython import check_runtime, run_micropython
     check_runtime()  # fails (not skips) with what to install
     return run_micropython
+
+
+# -- gateway stores: every store test runs on SQLite and on a real PostgreSQL ------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL cluster per test session (each test gets its own database)."""
+    from vistelse_gateway.testing import Postgres, postgres_bindir
+    if postgres_bindir() is None:
+        if os.environ.get("CI") or os.geteuid() == 0:
+            pytest.fail("PostgreSQL is not installed: run tools/setup.sh (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed and this is not root")
+    pg = Postgres(fsync=False).start()      # throwaway data: durability is the benchmarks' business
+    yield pg
+    pg.stop()
+
+
+class StoreMaker:
+    """Opens stores of one backend on one fresh database; closes them all at the end."""
+
+    def __init__(self, backend, tmp_path, request):
+        self.backend = backend
+        self.opened = []
+        if backend == "postgres":
+            self.config = {"url": request.getfixturevalue("postgres_server").create_database()}
+        else:
+            self.config = {"path": str(tmp_path / "gw.sqlite")}
+
+    def open(self):
+        from vistelse_gateway.store import open_store
+        store = open_store(self.config, migrate=True)
+        self.opened.append(store)
+        return store
+
+    def sql(self, statement):
+        """Run SQL behind the store's back (to tamper with it, as an attacker with file access would)."""
+        if self.backend == "postgres":
+            import psycopg
+            with psycopg.connect(self.config["url"], autocommit=True) as conn:
+                conn.execute(statement)
+        else:
+            import sqlite3
+            db = sqlite3.connect(self.config["path"])
+            db.execute(statement)
+            db.commit()
+            db.close()
+
+    def close(self):
+        for store in self.opened:
+            store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stores(request, tmp_path):
+    maker = StoreMaker(request.param, tmp_path, request)
+    yield maker
+    maker.close()

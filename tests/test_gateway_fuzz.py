@@ -76,3 +76,63 @@ def test_atheris_short_run(tmp_path):
                        env=dict(os.environ, VISTELSE_FUZZ_INSTRUMENT="0", TMPDIR=str(tmp_path)))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Done 3000 runs" in r.stderr
+
+
+# A ChirpStack v4 uplink event as its MQTT integration writes it (JSON marshaling), with the
+# fields of chirpstack-api's integration.UplinkEvent / gw.UplinkRxInfo the gateway sees in
+# practice: timestamps, a gateway location, string maps, enum names, base64 bytes.
+FULL_UP = {
+    "deduplicationId": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d", "time": "2024-07-18T09:34:15.775023242+00:00",
+    "deviceInfo": {"tenantId": "52f14cd4-c6f1-4fbd-8f87-4025e1d49242", "tenantName": "City",
+                   "applicationId": "17c82e96-be03-4f38-aef3-f83d48582d97", "applicationName": "vistelse",
+                   "deviceProfileId": "14855bf7-d10d-4aee-b618-ebfcb64dc7ad", "deviceProfileName": "node",
+                   "deviceName": "torget-1", "devEui": "70b3d57ed0000001", "deviceClassEnabled": "CLASS_A",
+                   "tags": {"site": "torget"}},
+    "devAddr": "00189440", "adr": True, "dr": 1, "fCnt": 4, "fPort": 1, "confirmed": False, "data": "gAE=",
+    "rxInfo": [{"gatewayId": "0016c001f153a14c", "uplinkId": 4217106255, "nsTime": "2024-07-18T09:34:15.7Z",
+                "rssi": -36, "snr": 10.5, "channel": 2, "rfChain": 1,
+                "location": {"latitude": 59.33, "longitude": 18.06, "altitude": 12.0},
+                "context": "EFwMtA==", "metadata": {"region_config_id": "eu868"}, "crcStatus": "CRC_OK"},
+               {"gatewayId": "0016c001f153a14d", "rssi": -101, "snr": -7.25}],
+    "txInfo": {"frequency": 868100000, "modulation": {"lora": {"bandwidth": 125000, "spreadingFactor": 7,
+                                                                "codeRate": "CR_4_5"}}},
+}
+
+
+def _both(doc):
+    """-> (fast message or None, json_format message or the ParseError)."""
+    from chirpstack_api import integration
+    from google.protobuf import json_format
+    from vistelse_gateway.ingest.chirpstack import UP_FIELDS, fill_plain
+    fields = {k: doc[k] for k in UP_FIELDS if k in doc}
+    try:
+        slow = json_format.ParseDict(fields, integration.UplinkEvent(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        slow = exc
+    return fill_plain(integration.UplinkEvent, fields), slow
+
+
+def test_plain_json_path_gives_json_formats_message():
+    fast, slow = _both(FULL_UP)
+    assert fast is not None and fast == slow
+    assert fast.rx_info[0].location.latitude == 59.33 and fast.device_info.tags["site"] == "torget"
+
+
+@SETTINGS
+@given(where=st.sampled_from(["", "deviceInfo", "rxInfo0", "rxInfo0.location"]),
+       field=st.sampled_from(["deduplicationId", "devEui", "deviceClassEnabled", "tags", "dr", "fCnt", "fPort",
+                              "data", "rssi", "snr", "uplinkId", "nsTime", "latitude", "context", "metadata",
+                              "crcStatus", "fine", "rx_info", "f_cnt", "rxInfo"]),
+       value=json_values | st.sampled_from(["NaN", "-Infinity", "5", "1e3", "AQ", "AQ==", "A-_=", "CLASS_B", 1.0,
+                                             2 ** 32, -1, 3.5e38, "2024-01-01T00:00:00Z", "2024-13-01T00:00:00Z"]))
+def test_plain_json_path_never_accepts_what_json_format_refuses(where, field, value):
+    """Differential: the fast path either declines (None) or builds exactly json_format's message."""
+    doc = json.loads(json.dumps(FULL_UP))
+    target = doc
+    for part in [p for p in where.split(".") if p]:
+        target = target["rxInfo"][0] if part == "rxInfo0" else target[part]
+    target[field] = value
+    fast, slow = _both(doc)
+    if fast is not None:
+        assert not isinstance(slow, Exception), (where, field, value, slow)
+        assert fast == slow, (where, field, value)

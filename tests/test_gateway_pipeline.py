@@ -1,5 +1,4 @@
 """Gateway ingest pipeline: parse, identify, verify, dedupe, store (no network)."""
-import sqlite3
 import time
 
 import pytest
@@ -16,15 +15,15 @@ EUI_TTS = bytes.fromhex("70b3d57ed0000002")
 
 
 @pytest.fixture
-def gw(tmp_path):
-    store = SqliteStore(tmp_path / "gw.sqlite")
+def gw(stores):
+    store = stores.open()
     store.put_device({"dev_eui": EUI.hex(), "network": "chirpstack", "application": APP_ID, "site": "Torget",
                       "meta": {"zones": [{"name": "benches"}], "lines": [{"name": "north gate"}]}}, KEY, "test")
     store.put_device({"dev_eui": EUI_TTS.hex(), "network": "tts", "application": "vistelse@city",
                       "tts_device_id": "node-0002", "site": "Parken"}, KEY, "test")
     pipe = Pipeline(store, Metrics())
+    pipe.stores = stores
     yield pipe
-    store.close()
 
 
 def run(pipe, kind, where, body, ctype=""):
@@ -212,26 +211,23 @@ def test_retention_removes_raw_uplinks_but_keeps_reports(gw):
     assert gw.store.count("uplinks") == 0 and gw.store.count("reports") == 1
 
 
-def test_access_log_is_a_verifiable_hash_chain(gw, tmp_path):
+def test_access_log_is_a_verifiable_hash_chain(gw):
     gw.store.log_access("alice", "export.csv", {"rows": 3})
     gw.store.log_access("bob", "config.change", {"x": 1})
     ok = gw.store.verify_access_log()
     assert ok["ok"] and ok["entries"] == 4      # two device registrations + two entries
-    db = sqlite3.connect(str(tmp_path / "gw.sqlite"))
-    db.execute("UPDATE access_log SET actor='mallory' WHERE id=3")
-    db.commit()
+    gw.stores.sql("UPDATE access_log SET actor='mallory' WHERE id=3")
     bad = gw.store.verify_access_log()
     assert not bad["ok"] and bad["first_bad"] == 3
-    db.execute("UPDATE access_log SET actor='alice' WHERE id=3")
-    db.execute("DELETE FROM access_log WHERE id=2")
-    db.commit()
+    gw.stores.sql("UPDATE access_log SET actor='alice' WHERE id=3")
+    gw.stores.sql("DELETE FROM access_log WHERE id=2")
     assert gw.store.verify_access_log()["first_bad"] == 3
-    db.close()
 
 
-def test_tag_key_file_is_private(gw, tmp_path):
+def test_tag_key_file_is_private(tmp_path):
     import os
     import stat
+    SqliteStore(tmp_path / "gw.sqlite").close()
     assert stat.S_IMODE(os.stat(tmp_path / "gw.sqlite").st_mode) == 0o600
 
 

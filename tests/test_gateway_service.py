@@ -40,6 +40,9 @@ token = "operator-token-0123456789"
     ("[[auth.operator]]\ntoken = 'short'\n", "at least 16 characters"),
     ("[ingest]\nbatch_max = 'many'\n", "ingest.batch_max must be a whole number"),
     ("", "no [[auth.operator]] token"),
+    ("[store]\nurl = 'mysql://db/x'\n", "store.url must be a postgresql://"),
+    ("[[source]]\ntype = 'chirpstack-mqtt'\nshared_group = 'a/b'\n", "shared_group must be"),
+    ("[[source]]\ntype = 'chirpstack-mqtt'\nshared_group = 'gw'\nprotocol = '3.1.1'\n", "needs MQTT protocol 5"),
 ])
 def test_bad_configuration_gives_a_clear_error(tmp_path, capsys, text, message):
     cfg = tmp_path / "gateway.toml"
@@ -125,25 +128,34 @@ def test_sd_notify_ready_watchdog_and_graceful_stop(tmp_path):
         sock.close()
 
 
-def test_systemd_unit_is_notify_with_watchdog_and_hardening():
+@pytest.mark.parametrize("unit_file,state,config", [
+    (UNIT, "vistelse-gateway", "/etc/vistelse/gateway.toml"),
+    (UNIT.with_name("vistelse-gateway@.service"), "vistelse-gateway/%i", "/etc/vistelse/gateway-%i.toml"),
+])
+def test_systemd_unit_is_notify_with_watchdog_and_hardening(unit_file, state, config, tmp_path):
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str
-    text = UNIT.read_text()
+    text = unit_file.read_text()
     unit.read_string(text)
     svc = unit["Service"]
     assert svc["Type"] == "notify" and "WatchdogSec" in svc
-    for key, value in (("DynamicUser", "yes"), ("StateDirectory", "vistelse-gateway"), ("ProtectSystem", "strict"),
+    for key, value in (("DynamicUser", "yes"), ("StateDirectory", state), ("ProtectSystem", "strict"),
                        ("NoNewPrivileges", "yes")):
         assert svc[key] == value
     assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" in text
     assert "SystemCallFilter=@system-service" in text
     assert "gateway --config ${CREDENTIALS_DIRECTORY}/gateway.toml" in svc["ExecStart"]
-    assert "LoadCredential=gateway.toml:/etc/vistelse/gateway.toml" in text
-    verify = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True) \
-        if os.path.exists("/usr/bin/systemd-analyze") else None
-    if verify is not None:
+    assert "LoadCredential=gateway.toml:%s" % config in text
+    if "%i" in state:
+        assert "Environment=VISTELSE_INSTANCE=%i" in text
+    if os.path.exists("/usr/bin/systemd-analyze"):
+        target = unit_file
+        if "@" in unit_file.name:       # verify an instance of the template
+            target = tmp_path / "vistelse-gateway@a.service"
+            target.write_text(text)
+        verify = subprocess.run(["systemd-analyze", "verify", str(target)], capture_output=True, text=True)
         # the ExecStart binary is not installed here; anything else would be a unit error
-        problems = [l for l in verify.stderr.splitlines() if "vistelse-gateway.service" in l
+        problems = [l for l in verify.stderr.splitlines() if "vistelse-gateway" in l and ".service" in l
                     and "/opt/vistelse" not in l and "ExecStart" not in l]
         assert not problems, problems
 
@@ -171,3 +183,28 @@ def test_configuration_changes_are_written_to_the_access_log(tmp_path):
     assert actions == ["config.first", "config.change"]
     assert g.store.verify_access_log()["ok"]
     g.store.close()
+
+
+def test_shared_subscription_gives_each_instance_its_own_session():
+    doc = {"gateway": {"instance": "gw-b"}, "http": {"enabled": False},
+           "source": [{"type": "chirpstack-mqtt", "shared_group": "vistelse"}]}
+    cfg = config_mod.check(doc)
+    assert cfg["gateway"]["instance"] == "gw-b"
+    assert cfg["sources"][0]["client_id"] == "vistelse-gateway-chirpstack-mqtt-gw-b"
+    single = config_mod.check({"http": {"enabled": False}, "source": [{"type": "chirpstack-mqtt"}]})
+    assert "client_id" not in single["sources"][0]     # one instance keeps its existing session name
+
+
+def test_postgres_store_is_migrated_by_the_migrate_command(tmp_path, capsys, postgres_server):
+    url = postgres_server.create_database()
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(GOOD % free_port() + '[store]\nurl = "%s"\n' % url)
+    assert main(["--config", str(cfg), "device", "list"]) == 1
+    assert "vistelse gateway migrate" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "migrate"]) == 0
+    out = capsys.readouterr().out
+    assert '"schema_version": 1' in out and "initial schema" in out
+    assert main(["--config", str(cfg), "migrate"]) == 0
+    assert '"applied": []' in capsys.readouterr().out
+    assert main(["--config", str(cfg), "verify-log"]) == 0
+    assert '"entries": 1' in capsys.readouterr().out      # the migration is in the access log

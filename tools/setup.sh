@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a development/run environment on a fresh Debian machine:
 # .venv with pinned Python dependencies, the MicroPython WebAssembly runtime
-# from npm (lockfile), and Debian's mosquitto when running as root.
+# from npm (lockfile), and Debian's mosquitto and postgresql when running as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,5 +31,17 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     systemctl disable --now mosquitto >/dev/null 2>&1 || true
   else
     echo "note: mosquitto is not installed and this is not root; MQTT tests will be skipped" >&2
+  fi
+fi
+
+# PostgreSQL server binaries for the multi-instance store tests: each test run creates a
+# throwaway cluster with initdb (gateway/vistelse_gateway/testing.py, Postgres); the
+# packaged cluster and service are not used.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+    systemctl disable --now postgresql >/dev/null 2>&1 || true
+  else
+    echo "note: PostgreSQL is not installed and this is not root; PostgreSQL store tests will be skipped" >&2
   fi
 fi

@@ -1,5 +1,7 @@
 """gateway.toml: loading and checking. Every mistake gives a message naming the key."""
 import os
+import re
+import socket
 import tomllib
 
 
@@ -89,16 +91,26 @@ def check(doc, base="."):
     state_dir = os.path.join(base, state_dir)
     cfg["gateway"] = {"state_dir": state_dir, "log_level": str(gw.get("log_level", "info")).upper(),
                       "name": gw.get("name", "vistelse-gateway"),
+                      # several instances on one database: each has its own name (systemd template: %i)
+                      "instance": str(gw.get("instance") or os.environ.get("VISTELSE_INSTANCE")
+                                      or socket.gethostname()),
                       "timezone": str(gw.get("timezone", "Europe/Stockholm"))}
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", cfg["gateway"]["instance"]):
+        raise ConfigError("gateway.instance must be 1-64 letters, digits or _.@- (it names MQTT sessions)")
     if cfg["gateway"]["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("gateway.log_level must be debug, info, warning or error")
 
     st = _table(doc, "store")
     store = {"backend": st.get("backend", "sqlite"),
              "path": os.path.join(state_dir, st.get("path", "gateway.sqlite")),
-             "synchronous": st.get("synchronous", "full")}
+             "synchronous": st.get("synchronous", "full"),
+             # PostgreSQL for several instances: url = "postgresql://user@host/db" (or url_file, if it
+             # holds a password); without it, the SQLite file above
+             "url": _read_secret(st, "store", "url") or ""}
+    if store["url"] and not store["url"].startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store.url must be a postgresql://... URL (leave it out for SQLite)")
     if store["backend"] != "sqlite":
-        raise ConfigError("store.backend: only 'sqlite' is available in this version")
+        raise ConfigError("store.backend: only 'sqlite' is available in this version (or store.url for PostgreSQL)")
     if store["synchronous"] not in ("full", "normal", "extra"):
         raise ConfigError("store.synchronous must be full, normal or extra")
     cfg["store"] = store
@@ -128,6 +140,14 @@ def check(doc, base="."):
         s = dict(s)
         s["network"] = s["type"].split("-")[0]
         s.setdefault("name", s["type"] if i == 0 else "%s-%d" % (s["type"], i))
+        if s.get("shared_group") is not None:
+            # MQTT v5 shared subscription $share/<group>/...: the broker hands each message to one
+            # member of the group; every instance needs its own session, so its own client id
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(s["shared_group"])):
+                raise ConfigError("%s.shared_group must be 1-64 letters, digits or _.- (no / + #)" % where)
+            if str(s.get("protocol", "5")) not in ("5", "5.0", "mqttv5"):
+                raise ConfigError("%s.shared_group needs MQTT protocol 5" % where)
+            s.setdefault("client_id", "vistelse-gateway-%s-%s" % (s["name"], cfg["gateway"]["instance"]))
         _number(s, "port", where, 1883, 1, 65535, True)
         if s.get("password_file"):
             s["password"] = _read_secret(s, where, "password")

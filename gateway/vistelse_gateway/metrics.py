@@ -4,7 +4,8 @@ import time
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self, instance=None):
+        self.instance = instance    # gateway.instance: a label on every sample
         self._lock = threading.Lock()
         self.counters = {}          # (name, labels tuple) -> value
         self.started = time.time()
@@ -85,4 +86,10 @@ def render(metrics, store, sinks, now=None):
     out.append("# HELP vistelse_gateway_start_time_seconds Start time of this process.")
     out.append("# TYPE vistelse_gateway_start_time_seconds gauge")
     out.append("vistelse_gateway_start_time_seconds %.3f" % metrics.started)
+    if metrics.instance:
+        # Prometheus labels each scrape with its target (instance="host:port"); this names the
+        # gateway instance behind it, for dashboards of several instances on one database
+        out.append("# HELP vistelse_gateway_instance_info The gateway instance behind this endpoint.")
+        out.append("# TYPE vistelse_gateway_instance_info gauge")
+        out.append('vistelse_gateway_instance_info{gateway_instance="%s"} 1' % _esc(metrics.instance))
     return "\n".join(out) + "\n"

@@ -209,7 +209,15 @@ class Pipeline:
     def process(self, items):
         """Process and commit a list of Items (also used directly by tests)."""
         counts = []
+        euis = []
+        for item in items:
+            # parsing needs no state: outside the transaction, so the device locks are held briefly
+            if item.prepared is None:
+                item.prepared = prepare(item.kind, item.where, item.body, item.content_type)
+            if item.prepared[0] == "ok" and getattr(item.prepared[1], "dev_eui", None):
+                euis.append(item.prepared[1].dev_eui)
         with self.store.batch() as batch:
+            batch.lock_devices(euis)
             for item in items:
                 item.result = self._one(batch, item)
                 counts.append(item.result)

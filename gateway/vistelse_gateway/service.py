@@ -7,6 +7,7 @@
     vistelse gateway --config gateway.toml device import devices.toml
     vistelse gateway --config gateway.toml verify-log      check the access log's hash chain
     vistelse gateway --config gateway.toml purge           apply retention now
+    vistelse gateway --config gateway.toml migrate         bring the database schema up to date
 """
 import argparse
 import json
@@ -35,8 +36,8 @@ class Gateway:
     def __init__(self, cfg, config_path=None):
         self.cfg = cfg
         self.config_path = config_path
-        self.metrics = Metrics()
-        self.store = open_store(cfg["store"])
+        self.metrics = Metrics(instance=cfg["gateway"]["instance"])
+        self.store = open_store(cfg["store"], instance=cfg["gateway"]["instance"])
         self.sinks = build_sinks(cfg["sinks"], self.store)
         ob = cfg["outbox"]
         self.workers = [OutboxWorker(self.store, s, self.metrics, ob["backoff_min_s"], ob["backoff_max_s"])
@@ -47,6 +48,8 @@ class Gateway:
                                  workers=ing["workers"],
                                  on_commit=[w.notify for w in self.workers])
         self.sources = [MqttSource(s["name"], s, self.pipeline, self.metrics) for s in cfg["sources"]]
+        for source in self.sources:
+            source.others_running = lambda: bool(self.store.other_instances(cfg["gateway"]["instance"]))
         self.web = None
         if cfg["http"]["enabled"]:
             from .web import WebApp
@@ -152,6 +155,8 @@ def _parser():
     sub.add_parser("check", help="check the configuration and exit")
     sub.add_parser("verify-log", help="verify the access log's hash chain")
     sub.add_parser("purge", help="apply the retention rules now")
+    sub.add_parser("migrate", help="bring the database schema up to this version (PostgreSQL: run once, "
+                                   "with one instance's configuration, before starting the upgraded instances)")
     dev = sub.add_parser("device", help="manage the device registry")
     dsub = dev.add_subparsers(dest="action", required=True)
     add = dsub.add_parser("add", help="register or update a device")
@@ -172,6 +177,14 @@ def _parser():
     imp = dsub.add_parser("import", help="register devices from a TOML file ([[device]] tables)")
     imp.add_argument("file")
     return p
+
+
+def _store_name(store_cfg):
+    """The store for messages: a PostgreSQL URL without its password."""
+    if store_cfg.get("url"):
+        import re
+        return re.sub(r"(//[^:/@]*):[^@]*@", r"\1:***@", store_cfg["url"])
+    return store_cfg["path"]
 
 
 def _actor():
@@ -243,15 +256,24 @@ def main(argv=None):
             return gw.run()
         if command == "check":     # touches neither the database nor the network
             build_sinks([s for s in cfg["sinks"] if s["type"] != "mqtt"], None)
-            print("configuration OK: %d source(s), %d sink(s), store %s" % (
-                len(cfg["sources"]), len(cfg["sinks"]), cfg["store"]["path"]))
+            print("configuration OK: %d source(s), %d sink(s), store %s, instance %s" % (
+                len(cfg["sources"]), len(cfg["sinks"]), _store_name(cfg["store"]), cfg["gateway"]["instance"]))
             return 0
-        store = open_store(cfg["store"])
+        store = open_store(cfg["store"], migrate=command == "migrate")
         try:
             if command == "verify-log":
                 result = store.verify_access_log()
                 print(json.dumps(result, indent=1))
                 return 0 if result["ok"] else 1
+            if command == "migrate":
+                applied = store.migrated + store.migrate()     # both stores migrate on opening here
+                current, _ = store.schema_version()
+                print(json.dumps({"store": _store_name(cfg["store"]), "schema_version": current,
+                                  "applied": applied}))
+                if applied:
+                    store.log_access(_actor(), "schema.migrate", {"schema_version": current,
+                                                                  "applied": [v for v, _ in applied]})
+                return 0
             if command == "purge":
                 before = time.time() - cfg["retention"]["raw_hours"] * 3600
                 print(json.dumps(store.purge(before)))

@@ -1,11 +1,15 @@
 """Real components for tests and benchmarks: a mosquitto broker on 127.0.0.1,
+a throwaway PostgreSQL cluster on a Unix socket,
 network-server messages built with the real chirpstack-api classes, and
 HTTP sink servers that validate what they receive and fail on purpose."""
 import base64
 import datetime as dt
+import glob
 import json
 import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -78,6 +82,116 @@ class Mosquitto:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     host = "127.0.0.1"
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def postgres_bindir():
+    """Debian's postgresql package puts the server binaries in /usr/lib/postgresql/<major>/bin."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                   key=lambda p: int(p.split("/")[-3]) if p.split("/")[-3].isdigit() else 0)
+    if found:
+        return os.path.dirname(found[-1])
+    exe = shutil.which("postgres")
+    return os.path.dirname(exe) if exe else None
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster: initdb in a temporary directory, the server
+    listening only on a Unix socket in that directory (no TCP port to collide on).
+
+    PostgreSQL refuses to run as root ("root" execution of the PostgreSQL server
+    is not permitted, src/backend/main/main.c), so as root the cluster is created
+    and run as the `postgres` system user of Debian's package (or `user=`); the
+    database superuser is then called `postgres` too and trusts local connections.
+    `fsync=False` is for tests only; the benchmarks keep the durable default."""
+
+    def __init__(self, fsync=True, user=None, extra=()):
+        self.bindir = postgres_bindir()
+        self.fsync = fsync
+        self.extra = list(extra)
+        self.os_user = user or ("postgres" if os.geteuid() == 0 else None)
+        self.dir = tempfile.mkdtemp(prefix="vistelse-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.proc = None
+        self.db_user = self.os_user or pwd.getpwuid(os.geteuid()).pw_name
+
+    def _run_as(self):
+        if self.os_user is None:
+            return {}
+        try:
+            entry = pwd.getpwnam(self.os_user)
+        except KeyError:
+            raise RuntimeError("PostgreSQL cannot run as root and there is no %r user to run it as "
+                               "(tools/setup.sh installs Debian's postgresql, which creates it)" % self.os_user)
+        os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [],
+                "env": dict(os.environ, HOME=self.dir, USER=self.os_user, LC_ALL="C.UTF-8")}
+
+    def start(self):
+        if self.bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql; tools/setup.sh does it)")
+        run_as = self._run_as()
+        self.log = open(os.path.join(self.dir, "log"), "wb")
+        init = subprocess.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", self.db_user,
+                               "--auth=trust", "--encoding=UTF8", "--no-sync"] +
+                              ([] if self.fsync else ["--no-instructions"]),
+                              stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir, **run_as)
+        if init.returncode:
+            raise RuntimeError("initdb failed: %s" % open(self.log.name).read()[-2000:])
+        args = [os.path.join(self.bindir, "postgres"), "-D", self.data, "-k", self.dir,
+                "-c", "listen_addresses=", "-c", "max_connections=200", "-c", "shared_buffers=128MB"]
+        if not self.fsync:
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        for setting in self.extra:
+            args += ["-c", setting]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir, **run_as)
+        sock = os.path.join(self.dir, ".s.PGSQL.5432")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("postgres exited: %s" % open(self.log.name).read()[-2000:])
+            if os.path.exists(sock):
+                try:
+                    self.execute("SELECT 1")
+                    return self
+                except Exception:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("postgres did not start: %s" % open(self.log.name).read()[-2000:])
+
+    def url(self, dbname="postgres"):
+        """libpq URI with the socket directory as host (percent-encoded)."""
+        from urllib.parse import quote
+        return "postgresql://%s@%s/%s" % (self.db_user, quote(self.dir, safe=""), dbname)
+
+    def execute(self, sql, dbname="postgres"):
+        import psycopg
+        with psycopg.connect(self.url(dbname), autocommit=True) as conn:
+            cur = conn.execute(sql)
+            return cur.fetchall() if cur.description else None
+
+    def create_database(self, name=None):
+        """A fresh, empty database -> its URL."""
+        name = name or "t_%s" % os.urandom(6).hex()
+        self.execute('CREATE DATABASE "%s"' % name)
+        return self.url(name)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            # SIGINT is PostgreSQL's "fast" shutdown (SIGTERM, "smart", would wait for clients)
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -223,6 +337,7 @@ class SinkServer:
         self.lock = threading.Lock()
         self.store = {}          # id -> document (what the platform holds)
         self.received = 0        # documents received, redeliveries included
+        self.arrivals = []       # webhook item ids in the order they arrived, redeliveries included
         self.requests = 0
         self.invalid = []
         self._fail = []
@@ -302,6 +417,7 @@ class SinkServer:
                 for item in doc["items"]:
                     self.received += 1
                     self.store[item["id"]] = item
+                    self.arrivals.append(item["id"])
                 return 200, {}, b"{}"
             # SensorThings
             if path == "/v1.1/Things":

@@ -18,13 +18,67 @@ Nothing outside store/ touches SQL. A backend provides:
   hash-chained access log.
 """
 import abc
+import hashlib
+import json
+
+GENESIS = "0" * 64
+TABLES = ("reports", "uplinks", "quarantine", "events", "access_log", "downlinks")
 
 
 class StoreError(Exception):
     pass
 
 
+def hex_eui(eui):
+    return eui.hex() if isinstance(eui, (bytes, bytearray)) else str(eui).lower()
+
+
+def chain_hash(prev, entry_id, at, actor, action, detail):
+    """Access-log link: sha256 over the previous hash and this entry (same on every backend)."""
+    text = json.dumps([entry_id, repr(float(at)), actor, action, detail], separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256((prev + "|" + text).encode()).hexdigest()
+
+
+def verify_chain(rows):
+    """rows: access-log entries (dicts) in id order -> the verify_access_log() result."""
+    prev, n, expect_id = GENESIS, 0, 1
+    for row in rows:
+        n += 1
+        problem = None
+        if row["id"] != expect_id:
+            problem = "entry %d is missing (found %d)" % (expect_id, row["id"])
+        elif row["prev_hash"] != prev:
+            problem = "entry %d does not link to the entry before it" % row["id"]
+        elif chain_hash(prev, row["id"], row["at"], row["actor"], row["action"], row["detail"]) != row["hash"]:
+            problem = "entry %d was altered" % row["id"]
+        if problem:
+            return {"ok": False, "entries": n, "head": prev, "first_bad": row["id"], "problem": problem}
+        prev, expect_id = row["hash"], expect_id + 1
+    return {"ok": True, "entries": n, "head": prev, "first_bad": None, "problem": ""}
+
+
+def check_device(device, key):
+    """Registry input checks shared by the backends -> the dev_eui (lowercase hex)."""
+    eui = hex_eui(device["dev_eui"])
+    if len(eui) != 16 or any(c not in "0123456789abcdef" for c in eui):
+        raise StoreError("dev_eui must be 16 hex digits")
+    if device.get("network") not in ("chirpstack", "tts"):
+        raise StoreError("network must be chirpstack or tts")
+    if not device.get("application"):
+        raise StoreError("application is required (the network application the device must arrive from)")
+    if device.get("status", "active") not in ("active", "retired"):
+        raise StoreError("status must be active or retired")
+    if key is not None and len(key) != 32:
+        raise StoreError("the tag key must be 32 bytes")
+    return eui
+
+
 class Batch(abc.ABC):
+    def lock_devices(self, dev_euis):
+        """Hint before processing: the devices this batch will touch. A multi-writer
+        backend locks their rows here in one fixed order (so two instances never
+        deadlock) and reads their state in one round trip."""
+
     @abc.abstractmethod
     def device(self, dev_eui): """Registry row (dict) or None."""
 
@@ -122,6 +176,16 @@ class Store(abc.ABC):
     def verify_access_log(self): ...
     @abc.abstractmethod
     def access_log(self, limit=200): ...
+
+    @abc.abstractmethod
+    def schema_version(self): """-> (version in the database, version this code expects)."""
+    @abc.abstractmethod
+    def migrate(self): """Bring the schema to this code's version -> list of (version, description) applied."""
+
+    def other_instances(self, instance):
+        """Other gateway instances connected to this store now (names). A single-instance
+        backend has none."""
+        return []
 
     def close(self):
         pass

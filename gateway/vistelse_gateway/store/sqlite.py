@@ -6,16 +6,15 @@ companions are created mode 0600 (the tag keys are in it); the systemd unit
 puts them in a StateDirectory only the service's dynamic user can read.
 """
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 
-from .base import Batch, Store, StoreError
+from .base import GENESIS, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
+from .sql import SqlReadModels, device_row
 
-SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS devices (
@@ -65,25 +64,11 @@ CREATE TABLE IF NOT EXISTS access_log (
   id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
   detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 """
-GENESIS = "0" * 64
-
-
-def _hex(eui):
-    return eui.hex() if isinstance(eui, (bytes, bytearray)) else str(eui).lower()
-
-
-def chain_hash(prev, entry_id, at, actor, action, detail):
-    text = json.dumps([entry_id, repr(float(at)), actor, action, detail], separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256((prev + "|" + text).encode()).hexdigest()
-
-
-def _device_row(row):
-    if row is None:
-        return None
-    d = dict(row)
-    d["meta"] = json.loads(d["meta"] or "{}")
-    d["register"] = json.loads(d["register"] or "{}")
-    return d
+# (version, what it changes, script). A database is brought up to date when it is
+# opened: one embedded instance, so upgrading is replacing the code and restarting.
+MIGRATIONS = [(1, "initial schema", SCHEMA)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_hex = hex_eui
 
 
 class _SqliteBatch(Batch):
@@ -108,7 +93,7 @@ class _SqliteBatch(Batch):
         cache = self.store._registry if self.store is not None else None
         if cache is not None and eui in cache:
             return cache[eui]
-        row = _device_row(self.db.execute("SELECT * FROM devices WHERE dev_eui=?", (eui,)).fetchone())
+        row = device_row(self.db.execute("SELECT * FROM devices WHERE dev_eui=?", (eui,)).fetchone())
         if cache is not None and row is not None:
             cache[eui] = row
         return row
@@ -117,7 +102,7 @@ class _SqliteBatch(Batch):
         app = application.split("@")[0]
         rows = self.db.execute("SELECT * FROM devices WHERE network='tts' AND tts_device_id=? AND "
                                "(application=? OR application LIKE ?)", (device_id, application, app + "@%")).fetchall()
-        return _device_row(rows[0]) if len(rows) == 1 else None
+        return device_row(rows[0]) if len(rows) == 1 else None
 
     def device_key(self, dev_eui):
         eui = _hex(dev_eui)
@@ -224,7 +209,7 @@ def _newer(a, b):
     return 0 < ((a - b) & 0xFFFF) < 0x8000
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlReadModels, Store):
     def __init__(self, path, synchronous="full"):
         self.path = str(path)
         if synchronous.lower() not in ("full", "normal", "extra"):
@@ -240,9 +225,7 @@ class SqliteStore(Store):
         old = os.umask(0o077)
         try:
             db = self._conn()
-            db.executescript(SCHEMA)
-            with self._tx(db):
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.migrated = self.migrate()
             # touch the WAL files now, under the strict umask
             db.execute("SELECT count(*) FROM meta").fetchone()
         finally:
@@ -290,20 +273,38 @@ class SqliteStore(Store):
             self._all = []
         self._local = threading.local()
 
+    def _fetch(self, sql, args=()):
+        return [dict(r) for r in self._conn().execute(sql, args)]
+
+    # -- schema -------------------------------------------------------------
+    def schema_version(self):
+        db = self._conn()
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
+            return 0, SCHEMA_VERSION
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return (int(row[0]) if row else 0), SCHEMA_VERSION
+
+    def migrate(self):
+        current, latest = self.schema_version()
+        if current > latest:
+            raise StoreError("the database schema is version %d, newer than this gateway's (%d): "
+                             "run the newer gateway, or restore the backup taken before the upgrade"
+                             % (current, latest))
+        applied = []
+        db = self._conn()
+        for version, description, script in MIGRATIONS:
+            if version <= current:
+                continue
+            # one transaction per step: a failed step leaves the previous version intact
+            db.executescript("BEGIN IMMEDIATE;\n%s\nINSERT OR REPLACE INTO meta VALUES ('schema_version', '%d');"
+                             "\nCOMMIT;" % (script, version))
+            applied.append((version, description))
+        return applied
+
     # -- registry ----------------------------------------------------------
     def put_device(self, device, key=None, actor="system"):
         now = time.time()
-        eui = _hex(device["dev_eui"])
-        if len(eui) != 16 or any(c not in "0123456789abcdef" for c in eui):
-            raise StoreError("dev_eui must be 16 hex digits")
-        if device.get("network") not in ("chirpstack", "tts"):
-            raise StoreError("network must be chirpstack or tts")
-        if not device.get("application"):
-            raise StoreError("application is required (the network application the device must arrive from)")
-        if device.get("status", "active") not in ("active", "retired"):
-            raise StoreError("status must be active or retired")
-        if key is not None and len(key) != 32:
-            raise StoreError("the tag key must be 32 bytes")
+        eui = check_device(device, key)
         with self._tx() as db:
             exists = db.execute("SELECT 1 FROM devices WHERE dev_eui=?", (eui,)).fetchone()
             if not exists and key is None:
@@ -323,12 +324,6 @@ class SqliteStore(Store):
             self._append_log(db, actor, "device.put" if exists else "device.add",
                              {"dev_eui": eui, "key_changed": key is not None,
                               "status": device.get("status", "active")})
-
-    def get_device(self, dev_eui):
-        return _device_row(self._conn().execute("SELECT * FROM devices WHERE dev_eui=?", (_hex(dev_eui),)).fetchone())
-
-    def list_devices(self):
-        return [_device_row(r) for r in self._conn().execute("SELECT * FROM devices ORDER BY site, name, dev_eui")]
 
     def set_device_status(self, dev_eui, status, actor):
         if status not in ("active", "retired"):
@@ -416,66 +411,6 @@ class SqliteStore(Store):
             db.execute("INSERT OR REPLACE INTO sink_state VALUES (?,?,?)", (sink, key, json.dumps(value)))
         return value
 
-    # -- operator surface ---------------------------------------------------
-    def overview(self):
-        db = self._conn()
-        devices = self.list_devices()
-        states = {r[0]: json.loads(r[1]) for r in db.execute("SELECT dev_eui, state FROM device_state")}
-        qcounts = {r[0]: r[1] for r in db.execute("SELECT dev_eui, count(*) FROM quarantine GROUP BY dev_eui")}
-        pend = {}
-        for r in db.execute("SELECT dev_eui, config_version, status FROM downlinks ORDER BY id"):
-            pend[r[0]] = {"config_version": r[1], "status": r[2]}
-        for d in devices:
-            d["state"] = states.get(d["dev_eui"], {})
-            d["rejected"] = qcounts.get(d["dev_eui"], 0)
-            d["downlink"] = pend.get(d["dev_eui"])
-        return devices
-
-    def quarantine(self, limit=100):
-        rows = self._conn().execute("SELECT id, at, source, topic, dev_eui, reason, detail FROM quarantine"
-                                    " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [dict(r) for r in rows]
-
-    def quarantine_counts(self):
-        return {r[0]: r[1] for r in self._conn().execute("SELECT reason, count(*) FROM quarantine GROUP BY reason")}
-
-    def reports(self, since=None, until=None, dev_eui=None, limit=None):
-        sql = ("SELECT r.*, d.site AS site, d.name AS device_name, d.meta AS device_meta FROM reports r"
-               " LEFT JOIN devices d ON d.dev_eui = r.dev_eui WHERE 1=1")
-        args = []
-        if since is not None:
-            sql += " AND r.end_at >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND r.end_at < ?"
-            args.append(until)
-        if dev_eui is not None:
-            sql += " AND r.dev_eui = ?"
-            args.append(_hex(dev_eui))
-        sql += " ORDER BY r.end_at, r.dev_eui"
-        if limit:
-            sql += " LIMIT %d" % int(limit)
-        out = []
-        for row in self._conn().execute(sql, args):
-            item = dict(row)
-            item["data"] = json.loads(item["data"])
-            item["device_meta"] = json.loads(item["device_meta"] or "{}")
-            out.append(item)
-        return out
-
-    def count(self, table):
-        if table not in ("reports", "uplinks", "quarantine", "events", "access_log", "downlinks"):
-            raise StoreError("no table %s" % table)
-        return self._conn().execute("SELECT count(*) FROM %s" % table).fetchone()[0]
-
-    def events(self, dev_eui=None, limit=100):
-        sql, args = "SELECT * FROM events", []
-        if dev_eui:
-            sql += " WHERE dev_eui=?"
-            args.append(_hex(dev_eui))
-        rows = self._conn().execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
-        return [dict(r, body=json.loads(r["body"] or "{}")) for r in rows]
-
     # -- retention ----------------------------------------------------------
     def purge(self, raw_before):
         with self._tx() as db:
@@ -484,10 +419,6 @@ class SqliteStore(Store):
                              (raw_before,)).rowcount
             n_ev = db.execute("DELETE FROM events WHERE at < ? AND kind='log'", (raw_before,)).rowcount
         return {"uplinks": n_raw, "quarantine_bodies": n_q, "log_events": n_ev}
-
-    def oldest_raw(self):
-        row = self._conn().execute("SELECT min(received_at) FROM uplinks").fetchone()
-        return row[0]
 
     # -- downlinks ----------------------------------------------------------
     def add_downlink(self, row):
@@ -504,20 +435,6 @@ class SqliteStore(Store):
                              {"dev_eui": _hex(row["dev_eui"]), "config_version": row["config_version"],
                               "via": row["via"], "status": row.get("status", "pending")})
             return cur.lastrowid
-
-    def downlinks(self, dev_eui=None):
-        sql, args = "SELECT * FROM downlinks", []
-        if dev_eui:
-            sql += " WHERE dev_eui=?"
-            args.append(_hex(dev_eui))
-        return [dict(r, config=json.loads(r["config"])) for r in self._conn().execute(sql + " ORDER BY id", args)]
-
-    def last_config_version(self, dev_eui):
-        db = self._conn()
-        row = db.execute("SELECT max(config_version) FROM downlinks WHERE dev_eui=?", (_hex(dev_eui),)).fetchone()
-        row2 = db.execute("SELECT state FROM device_state WHERE dev_eui=?", (_hex(dev_eui),)).fetchone()
-        state = json.loads(row2[0]) if row2 else {}
-        return max(row[0] or 0, state.get("config_version") or 0)
 
     # -- access log ---------------------------------------------------------
     def _append_log(self, db, actor, action, detail):
@@ -537,21 +454,4 @@ class SqliteStore(Store):
 
     def verify_access_log(self):
         """-> {'ok': bool, 'entries': n, 'head': hash, 'first_bad': id or None, 'problem': text}"""
-        prev, n, expect_id = GENESIS, 0, 1
-        for row in self._conn().execute("SELECT * FROM access_log ORDER BY id"):
-            n += 1
-            problem = None
-            if row["id"] != expect_id:
-                problem = "entry %d is missing (found %d)" % (expect_id, row["id"])
-            elif row["prev_hash"] != prev:
-                problem = "entry %d does not link to the entry before it" % row["id"]
-            elif chain_hash(prev, row["id"], row["at"], row["actor"], row["action"], row["detail"]) != row["hash"]:
-                problem = "entry %d was altered" % row["id"]
-            if problem:
-                return {"ok": False, "entries": n, "head": prev, "first_bad": row["id"], "problem": problem}
-            prev, expect_id = row["hash"], expect_id + 1
-        return {"ok": True, "entries": n, "head": prev, "first_bad": None, "problem": ""}
-
-    def access_log(self, limit=200):
-        rows = self._conn().execute("SELECT * FROM access_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [dict(r) for r in rows]
+        return verify_chain(self._conn().execute("SELECT * FROM access_log ORDER BY id"))

@@ -138,7 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == "/healthz":
                 problems = app.health()
-                return self._json(503 if problems else 200, {"ok": not problems, "problems": problems})
+                return self._json(503 if problems else 200, {"ok": not problems, "problems": problems,
+                                                             "instance": app.cfg["gateway"].get("instance")})
             if path == "/register.json":
                 return self._json(200, pages.register_data(app.store, app.cfg))
             if path == "/register":
