@@ -165,6 +165,8 @@ def _parser():
     add.add_argument("--site", default="")
     add.add_argument("--meta", default="{}", help="JSON: zones, lines, location, sensor")
     add.add_argument("--register", default="{}", help="JSON: purpose, legal_basis, installed, review_due, ...")
+    add.add_argument("--reactivate", action="store_true",
+                     help="the device was retired and is to receive data again (otherwise refused)")
     dsub.add_parser("list", help="list devices (never the keys)")
     for name in ("retire", "activate"):
         x = dsub.add_parser(name)
@@ -187,6 +189,14 @@ def _read_key(path):
     return key
 
 
+def _refuse_retired(store, dev_eui, reactivate):
+    """Registering a retired device again would silently start taking its data: say so explicitly."""
+    existing = store.get_device(str(dev_eui).lower())
+    if existing is not None and existing["status"] == "retired" and not reactivate:
+        raise ValueError("device %s is retired; to take data from it again, add it with --reactivate "
+                         "(in an import file: reactivate = true)" % existing["dev_eui"])
+
+
 def device_command(store, args, out):
     if args.action == "list":
         for d in store.list_devices():
@@ -198,6 +208,7 @@ def device_command(store, args, out):
         return 0
     if args.action == "add":
         key = _read_key(args.key_file) if args.key_file else None
+        _refuse_retired(store, args.dev_eui, args.reactivate)
         store.put_device({"dev_eui": args.dev_eui.lower(), "network": args.network, "application": args.application,
                           "tts_device_id": args.tts_device_id, "name": args.name, "site": args.site,
                           "meta": json.loads(args.meta), "register": json.loads(args.register)}, key, _actor())
@@ -213,6 +224,7 @@ def device_command(store, args, out):
                 key = _read_key(os.path.join(base, d.pop("key_file")))
             elif d.get("key_hex"):
                 key = bytes.fromhex(d.pop("key_hex"))
+            _refuse_retired(store, d.get("dev_eui", ""), bool(d.pop("reactivate", False)))
             store.put_device(d, key, _actor())
             out.write("registered %s\n" % d["dev_eui"])
         return 0
@@ -240,6 +252,9 @@ def main(argv=None):
                 return 2
             signal.signal(signal.SIGTERM, gw.request_stop)
             signal.signal(signal.SIGINT, gw.request_stop)
+            # SIGHUP would end the process; reloading in place is not offered (the unit has no ExecReload)
+            signal.signal(signal.SIGHUP, lambda *_: log.warning(
+                "SIGHUP ignored: to apply a changed configuration, run systemctl restart vistelse-gateway"))
             return gw.run()
         if command == "check":     # touches neither the database nor the network
             build_sinks([s for s in cfg["sinks"] if s["type"] != "mqtt"], None)
