@@ -23,11 +23,19 @@ log = logging.getLogger("vistelse.web")
 
 
 def guarded_protocol(header_timeout_s, max_connections):
+    refused = {"logged": -1e9, "n": 0}
+
     class GuardedH11(H11Protocol):
         def connection_made(self, transport):
             super().connection_made(transport)
             if len(self.connections) > max_connections:
-                log.warning("connection limit (%d) reached: closing a new connection", max_connections)
+                now = self.loop.time()
+                if now - refused["logged"] > 60:
+                    log.warning("connection limit (%d) reached: closing new connections (%d since the last "
+                                "message)", max_connections, refused["n"] + 1)
+                    refused.update(logged=now, n=0)
+                else:
+                    refused["n"] += 1
                 transport.close()
                 return
             self._arm_header_timer()
