@@ -53,13 +53,15 @@ def one_of(values, default=None):
 
 def _with_default(schema, default, extra):
     schema = dict(schema, **extra)
+    if "form" in schema:             # what the pattern means, for the error message
+        schema["x-form"] = schema.pop("form")
     if default is not None:
         schema["default"] = default
     return schema
 
 
 PATH = string(minLength=1)
-HOST_PORT = string(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):[0-9]{1,5}$")
+HOST_PORT = string(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):[0-9]{1,5}$", form="HOST:PORT, e.g. 127.0.0.1:8080")
 TLS = {"oneOf": [{"type": "boolean"},
                  section({"ca_file": PATH, "cert_file": PATH, "key_file": PATH, "insecure": boolean()})]}
 MQTT_CLIENT = {      # mqttutil.make_client / connect_properties
@@ -73,16 +75,16 @@ MQTT_CLIENT = {      # mqttutil.make_client / connect_properties
 SOURCE = dict(MQTT_CLIENT, **{
     "type": one_of(SOURCE_TYPES), "name": string(minLength=1), "qos": one_of((0, 1, 2), 1),
     "topics": {"type": "array", "items": string(minLength=1), "minItems": 1},
-    "shared_group": string(pattern=r"^[^/+#]+$"),
+    "shared_group": string(pattern=r"^[^/+#]+$", form="a name without /, + or #"),
 })
 SINK_COMMON = {
     "type": one_of(SINK_TYPES), "name": string(minLength=1), "timeout_s": number(0.1, 300, 10),
     "batch": integer(1, 1000), "headers": {"type": "object", "additionalProperties": {"type": "string"}},
     "token": string(), "token_file": PATH,
 }
-URL = string(pattern=r"^https?://[^\s/]+")
+URL = string(pattern=r"^https?://[^\s/]+", form="an http:// or https:// URL")
 SINKS = {
-    "ngsi-ld": {"url": URL, "tenant": string(), "data_provider": string(), "id_prefix": string(pattern="^urn:"),
+    "ngsi-ld": {"url": URL, "tenant": string(), "data_provider": string(), "id_prefix": string(pattern="^urn:", form="a URN (urn:...)"),
                 "context": {"oneOf": [URL, {"type": "array", "items": URL, "minItems": 1}]}},
     "sensorthings": {"url": URL},
     "mqtt": dict(MQTT_CLIENT, topic=string("vistelse/{site}/{dev_eui}/report"), qos=one_of((0, 1, 2), 1),
@@ -119,7 +121,7 @@ SCHEMA = section({
     "outbox": section({"backoff_min_s": number(0.01, 3600, 1.0), "backoff_max_s": number(0.01, 86400, 60.0)}),
     "http": section({
         "enabled": boolean(True), "listen": _with_default(HOST_PORT, "127.0.0.1:8080", {}),
-        "public_url": string("", pattern=r"^(https?://[^\s]+)?$"),
+        "public_url": string("", pattern=r"^(https?://[^\s]+)?$", form="the https:// address the gateway is reached at"),
         # limits of the HTTP server (docs/gateway.md, "HTTP server")
         "max_connections": integer(8, 10000, 200), "header_timeout_s": number(1, 300, 10),
         "body_timeout_s": number(1, 600, 30), "keep_alive_s": integer(1, 300, 5),
@@ -167,9 +169,10 @@ def _message(err):
     if v in ("minimum", "maximum"):
         return "%s must be between %s and %s, not %r" % (where, schema.get("minimum"), schema.get("maximum"), value)
     if v == "pattern":
-        return "%s: %r has the wrong form (expected to match %s)" % (where, value, schema["pattern"])
+        return "%s must be %s, not %r" % (where, schema.get("x-form", "of the form " + schema["pattern"]), value)
     if v == "required":
-        return "%s: %s" % (where, err.message.replace("is a required property", "is required"))
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return "%s.%s is required" % (where, missing)
     if v == "oneOf":
         return "%s: %r is not a valid value" % (where, value)
     return "%s: %s" % (where, err.message)
