@@ -313,6 +313,8 @@ def check(doc, base="."):
     if cfg["http"]["enabled"] and not any(r == "operator" for _, r in tokens.values()):
         raise ConfigError("no [[auth.operator]] token: the operator surface needs at least one")
 
+    for s in cfg["sinks"]:          # the NGSI-LD sink names our @context by the gateway's public address
+        s.setdefault("public_url", cfg["http"]["public_url"])
     cfg["register"] = defaults(p["register"], doc.get("register", {}))
     cfg["downlink"] = defaults(p["downlink"], doc.get("downlink", {}))
     return cfg
