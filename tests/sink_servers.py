@@ -69,12 +69,15 @@ class _Server:
                 else:
                     with owner.lock:
                         code, headers, out = owner.handle(method, self.path, self.headers, body)
-                self.send_response(code)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                try:
+                    self.send_response(code)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass                # the client gave up (its timeout): as a real server, carry on
 
             def do_POST(self):
                 self._do("POST")

@@ -110,10 +110,12 @@ SCHEMA = section({
     "retention": section({
         "raw_hours": number(1, 24 * 365, 72), "purge_every_s": number(1, 86400, 600),
         "justification": string(""),
+        # quarantined (rejected) messages: their own retention and a bound in bytes
+        "quarantine_days": number(1, 3650, 30), "quarantine_max_bytes": integer(1 << 20, 1 << 40, 64 << 20),
     }),
     "ingest": section({
         "batch_max": integer(1, 10000, 500), "replay_window": integer(1, 32767, 4096),
-        "keep_raw_body": boolean(True),
+        "keep_raw_body": boolean(True), "quarantine_body_max_bytes": integer(1024, 16 << 20, 64 * 1024),
         "workers": {"oneOf": [{"const": "auto"}, integer(0, 16)], "default": "auto"},
     }),
     "source": {"type": "array", "items": section(SOURCE, required=["type"])},

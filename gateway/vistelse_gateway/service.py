@@ -44,7 +44,7 @@ class Gateway:
         ing = cfg["ingest"]
         self.pipeline = Pipeline(self.store, self.metrics, batch_max=ing["batch_max"],
                                  replay_window=ing["replay_window"], keep_raw_body=ing["keep_raw_body"],
-                                 workers=ing["workers"],
+                                 workers=ing["workers"], quarantine_body_max=ing["quarantine_body_max_bytes"],
                                  on_commit=[w.notify for w in self.workers])
         self.sources = [MqttSource(s["name"], s, self.pipeline, self.metrics) for s in cfg["sources"]]
         self.web = None
@@ -79,8 +79,7 @@ class Gateway:
             s.start()
 
     def purge(self):
-        before = time.time() - self.cfg["retention"]["raw_hours"] * 3600
-        result = self.store.purge(before)
+        result = purge(self.store, self.cfg["retention"])
         if any(result.values()):
             log.info("retention: removed %s", result)
         self._last_purge = time.time()
@@ -124,6 +123,15 @@ class Gateway:
         if self.web:
             self.web.stop()
         self.store.close()
+
+
+def purge(store, retention):
+    """Raw uplinks after raw_hours; quarantined messages after quarantine_days or past quarantine_max_bytes."""
+    now = time.time()
+    result = store.purge(now - retention["raw_hours"] * 3600)
+    q = store.purge_quarantine(now - retention["quarantine_days"] * 86400, retention["quarantine_max_bytes"])
+    result.update({"quarantine_old": q["old"], "quarantine_over_size": q["over_size"]})
+    return result
 
 
 def _setup_logging(level):
@@ -268,8 +276,7 @@ def main(argv=None):
                 print(json.dumps(result, indent=1))
                 return 0 if result["ok"] else 1
             if command == "purge":
-                before = time.time() - cfg["retention"]["raw_hours"] * 3600
-                print(json.dumps(store.purge(before)))
+                print(json.dumps(purge(store, cfg["retention"])))
                 return 0
             if command == "device":
                 return device_command(store, args, sys.stdout)

@@ -89,7 +89,9 @@ class SensorThingsSink(Sink):
     def _sensor(self):
         return self._state("sensor", lambda: self._create("Sensors", {
             "name": "Vistelse node", "description": "On-device people counting; sends aggregates only",
-            "encodingType": "text/html", "metadata": "https://vistelse.invalid/docs/gateway.md"}))
+            "encodingType": "text/plain",
+            "metadata": "Vistelse people-counting node (radar or time-of-flight); counts on the device, sends "
+                        "aggregates over LoRaWAN; see the gateway documentation, docs/gateway.md"}))
 
     def _observed_property(self, metric, label, description):
         return self._state("op:" + metric, lambda: self._create("ObservedProperties", {
