@@ -30,6 +30,7 @@ other error retries the batch (upsert is idempotent).
 import json
 import os
 
+from ..location import point
 from ..timeutil import iso, iso_interval
 from .base import Sink, TransientError
 
@@ -90,10 +91,9 @@ def entities(item, prefix="urn:ngsi-ld:CrowdFlowObserved:vistelse", context=None
         "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:vistelse:%s" % eui},
         "timeEstimated": _p(bool(item["time_estimated"]), at),
     }
-    loc = meta.get("location")
-    if isinstance(loc, dict) and isinstance(loc.get("lat"), (int, float)) and isinstance(loc.get("lon"), (int, float)):
-        common["location"] = {"type": "GeoProperty",
-                              "value": {"type": "Point", "coordinates": [float(loc["lon"]), float(loc["lat"])]}}
+    where = point(meta.get("location"))
+    if where:
+        common["location"] = {"type": "GeoProperty", "value": where}
     if provider:
         common["dataProvider"] = _p(provider)
     hc = data.get("height_classes")

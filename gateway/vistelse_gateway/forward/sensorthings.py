@@ -29,6 +29,7 @@ units are UCUM codes with their OGC URI (http://www.opengis.net/def/uom/UCUM/).
 import json
 import urllib.parse
 
+from ..location import point
 from ..timeutil import iso, iso_interval
 from .base import PermanentError, Sink, TransientError
 
@@ -56,12 +57,6 @@ def unit(code, name):
 
 def _meta(items, k):
     return items[k] if isinstance(items, list) and k < len(items) and isinstance(items[k], dict) else {}
-
-
-def _point(loc):
-    if isinstance(loc, dict) and isinstance(loc.get("lat"), (int, float)) and isinstance(loc.get("lon"), (int, float)):
-        return {"type": "Point", "coordinates": [float(loc["lon"]), float(loc["lat"])]}
-    return None
 
 
 class SensorThingsSink(Sink):
@@ -104,10 +99,10 @@ class SensorThingsSink(Sink):
             thing = {"name": "Vistelse %s" % (item.get("device_name") or eui),
                      "description": "Vistelse people-counting node at %s" % (item.get("site") or "?"),
                      "properties": {"dev_eui": eui, "site": item.get("site") or ""}}
-            point = _point((item.get("device_meta") or {}).get("location"))
-            if point:
+            where = point((item.get("device_meta") or {}).get("location"))
+            if where:
                 thing["Locations"] = [{"name": item.get("site") or eui, "description": "installation",
-                                       "encodingType": "application/geo+json", "location": point}]
+                                       "encodingType": "application/geo+json", "location": where}]
             return self._create("Things", thing)
         return self._state("thing:" + eui, create)
 
@@ -116,7 +111,7 @@ class SensorThingsSink(Sink):
         eui = item["dev_eui"]
         meta = item.get("device_meta") or {}
         part = _meta(meta.get(kind + "s"), k)
-        geometry = part.get("geometry") if isinstance(part.get("geometry"), dict) else _point(meta.get("location"))
+        geometry = part.get("geometry") if isinstance(part.get("geometry"), dict) else point(meta.get("location"))
         if geometry is None:
             raise PermanentError("device %s has no location and %s %d no geometry in the registry: SensorThings "
                                  "needs a FeatureOfInterest for every Observation" % (eui, kind, k))

@@ -3,6 +3,7 @@ import datetime as dt
 import time
 from html import escape
 
+from .. import location
 from ..timeutil import iso
 from . import plots
 
@@ -264,19 +265,6 @@ def register_data(store, cfg):
     return {"title": reg_defaults.get("title", "Sensor register"), "generated": iso(time.time()), "sensors": items}
 
 
-def location(value):
-    """{"lat": .., "lon": ..} with numbers in range, else ValueError."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or "lat" not in value or "lon" not in value:
-        raise ValueError("location must be {lat, lon}")
-    lat, lon = value["lat"], value["lon"]
-    if isinstance(lat, bool) or isinstance(lon, bool) or not isinstance(lat, (int, float)) \
-            or not isinstance(lon, (int, float)) or not -90 <= lat <= 90 or not -180 <= lon <= 180:
-        raise ValueError("location lat/lon must be decimal degrees, not %r, %r" % (lat, lon))
-    return {"lat": float(lat), "lon": float(lon)}
-
-
 def _register_item(d, reg_defaults, retention, today):
     r = d["register"] or {}
     meta = d["meta"] or {}
@@ -287,7 +275,7 @@ def _register_item(d, reg_defaults, retention, today):
         due = last_review + dt.timedelta(days=reg_defaults.get("review_interval_days", 365))
     return {
         "id": d["dev_eui"], "name": d["name"], "status": d["status"],
-        "site": d["site"], "location": location(meta.get("location")), "place": str(r.get("place", d["site"])),
+        "site": d["site"], "location": location.parse(meta.get("location")), "place": str(r.get("place", d["site"])),
         "sensor": r.get("sensor", meta.get("sensor", "")),
         "measures": r.get("measures") or measures(meta),
         "personal_data": r.get("personal_data", "none: the node turns sensor frames into counts and durations "
