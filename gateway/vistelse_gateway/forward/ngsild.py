@@ -48,24 +48,23 @@ def own_context():
         return json.load(f)["@context"]
 
 
-def _p(value, observed=None, unit=None, **sub):
-    prop = {"type": "Property", "value": value}
+def _attr(kind, key, value, observed, unit, sub):
+    prop = {"type": kind, key: value}
     if observed:
         prop["observedAt"] = observed
     if unit:
         prop["unitCode"] = unit
     prop.update(sub)
     return prop
+
+
+def _p(value, observed=None, unit=None, **sub):
+    return _attr("Property", "value", value, observed, unit, sub)
 
 
 def _list(values, observed=None, unit=None, **sub):
-    prop = {"type": "ListProperty", "valueList": list(values)}
-    if observed:
-        prop["observedAt"] = observed
-    if unit:
-        prop["unitCode"] = unit
-    prop.update(sub)
-    return prop
+    """Ordered values (NGSI-LD ListProperty): JSON-LD keeps the order of a valueList."""
+    return _attr("ListProperty", "valueList", list(values), observed, unit, sub)
 
 
 def _dt(ts):
