@@ -133,6 +133,8 @@ def test_every_sink_type_is_in_the_schema():
     ('[[sink]]\ntype = "sensorthings"\nurl = "frost.example"\n', "sink[0].url"),
     ('[gateway]\nname = 5\n', "gateway.name must be a string"),
     ('[http]\nmax_connections = 3\n', "http.max_connections must be between 8 and 10000"),
+    ('[[source]]\ntype = "chirpstack-mqtt"\ntls = { ca_file = "missing-ca.pem" }\n',
+     "source[0].tls.ca_file: cannot read"),
     ('[[sink]]\ntype = "webhook"\nurl = "http://a"\n[[sink]]\ntype = "webhook"\nurl = "http://b"\n',
      "same name"),
 ])

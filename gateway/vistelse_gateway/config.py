@@ -84,7 +84,8 @@ SINK_COMMON = {
 }
 URL = string(pattern=r"^https?://[^\s/]+", form="an http:// or https:// URL")
 SINKS = {
-    "ngsi-ld": {"url": URL, "tenant": string(), "data_provider": string(), "id_prefix": string(pattern="^urn:", form="a URN (urn:...)"),
+    "ngsi-ld": {"url": URL, "tenant": string(), "data_provider": string(),
+                "id_prefix": string(pattern="^urn:", form="a URN (urn:...)"),
                 "context": {"oneOf": [URL, {"type": "array", "items": URL, "minItems": 1}]}},
     "sensorthings": {"url": URL},
     "mqtt": dict(MQTT_CLIENT, topic=string("vistelse/{site}/{dev_eui}/report"), qos=one_of((0, 1, 2), 1),
@@ -123,7 +124,8 @@ SCHEMA = section({
     "outbox": section({"backoff_min_s": number(0.01, 3600, 1.0), "backoff_max_s": number(0.01, 86400, 60.0)}),
     "http": section({
         "enabled": boolean(True), "listen": _with_default(HOST_PORT, "127.0.0.1:8080", {}),
-        "public_url": string("", pattern=r"^(https?://[^\s]+)?$", form="the https:// address the gateway is reached at"),
+        "public_url": string("", pattern=r"^(https?://[^\s]+)?$",
+                             form="the https:// address the gateway is reached at"),
         # limits of the HTTP server (docs/gateway.md, "HTTP server")
         "max_connections": integer(8, 10000, 200), "header_timeout_s": number(1, 300, 10),
         "body_timeout_s": number(1, 600, 30), "keep_alive_s": integer(1, 300, 5),
@@ -227,17 +229,22 @@ def load(path):
     return check(doc, base=os.path.dirname(os.path.abspath(path)))
 
 
-def _resolve_files(node, base):
-    """Make every *_file path relative to the configuration file's directory."""
+def _resolve_files(node, base, where=""):
+    """Make every *_file path relative to the configuration file's directory, and check
+    that it can be read now (so `check` finds what `run` would stumble on later)."""
     if isinstance(node, dict):
         for k, v in node.items():
+            here = "%s.%s" % (where, k) if where else k
             if k.endswith("_file") and isinstance(v, str) and v:
                 node[k] = os.path.join(base, v)
+                # [downlink] files are read by `vistelse downlink` only, not by the service
+                if not here.startswith("downlink.") and not os.access(node[k], os.R_OK):
+                    raise ConfigError("%s: cannot read %s" % (here, node[k]))
             else:
-                _resolve_files(v, base)
+                _resolve_files(v, base, here)
     elif isinstance(node, list):
-        for v in node:
-            _resolve_files(v, base)
+        for i, v in enumerate(node):
+            _resolve_files(v, base, "%s[%d]" % (where, i))
 
 
 def check(doc, base="."):
@@ -246,7 +253,8 @@ def check(doc, base="."):
     p = SCHEMA["properties"]
     cfg = {}
     gw = defaults(p["gateway"], doc.get("gateway", {}))
-    state_dir = os.path.join(base, gw.get("state_dir") or os.environ.get("STATE_DIRECTORY", "/var/lib/vistelse-gateway"))
+    state_dir = os.path.join(base, gw.get("state_dir")
+                             or os.environ.get("STATE_DIRECTORY", "/var/lib/vistelse-gateway"))
     cfg["gateway"] = dict(gw, state_dir=state_dir, log_level=gw["log_level"].upper())
 
     st = defaults(p["store"], doc.get("store", {}))

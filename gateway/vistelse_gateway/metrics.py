@@ -89,7 +89,8 @@ class _StoreCollector:
         stats = self.store.outbox_stats(names, now) if names else {}
         for name, text, field in (
                 ("vistelse_gateway_outbox_depth", "Reports waiting for delivery, by sink.", "depth"),
-                ("vistelse_gateway_outbox_oldest_age_seconds", "Age of the oldest undelivered report, by sink.", "age_s"),
+                ("vistelse_gateway_outbox_oldest_age_seconds", "Age of the oldest undelivered report, by sink.",
+                 "age_s"),
                 ("vistelse_gateway_outbox_dead", "Reports a sink refused permanently, by sink.", "dead")):
             g = GaugeMetricFamily(name, text, labels=["sink"])
             for sink, st in sorted(stats.items()):

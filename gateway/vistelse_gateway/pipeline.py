@@ -366,7 +366,8 @@ class Pipeline:
         st = report["status"]
         state.update({
             "last_fcnt": msg.f_cnt,
-            "joined_since_uplink": False, "last_seen": received, "received": item.received, "battery_mv": st["battery_mv"],
+            "joined_since_uplink": False, "last_seen": received, "received": item.received,
+            "battery_mv": st["battery_mv"],
             "health": st["health"], "config_version": st["config_version"], "reset_cause": st["reset_cause"],
             "interval_s": interval_s, "rssi": msg.rssi, "snr": msg.snr, "dr": msg.dr, "source": msg.source,
             "uplinks": state.get("uplinks", 0) + 1, "zones": len(report["intervals"][0]["zones"]),

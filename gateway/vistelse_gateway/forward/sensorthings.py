@@ -127,7 +127,8 @@ class SensorThingsSink(Sink):
         """-> {"zone0.visits": (datastream id, feature id), ...}, creating what is missing."""
         eui, data = item["dev_eui"], item["data"]
         out = {}
-        for kind, n, metrics in (("zone", len(data["zones"]), METRICS_ZONE), ("line", len(data["lines"]), METRICS_LINE)):
+        for kind, n, metrics in (("zone", len(data["zones"]), METRICS_ZONE),
+                                 ("line", len(data["lines"]), METRICS_LINE)):
             for k in range(n):
                 foi = self._feature(item, kind, k)
                 for metric, label, description, code, uname, otype in metrics:
