@@ -46,6 +46,11 @@ def test_demo_reports_reach_store_sink_and_pages(tmp_path, broker):
         assert fetch(base + "/healthz")[0] == 200
         status, page = fetch(base + "/data", d.token)
         assert status == 200 and "<svg" in page
+        # simulated time lies in the past: no node is "stale", and the page does not contradict itself
+        status, text = fetch(base + "/api/status", d.token)
+        overview = json.loads(text)
+        assert not [dev["dev_eui"] for dev in overview["devices"] if dev["stale"]]
+        assert overview["problems"] == []
         status, page = fetch(base + "/register")
         assert status == 200 and "Torget" in page and "Passagen" in page
         # the demo's uplinks carried aggregates only: small frames

@@ -1,4 +1,6 @@
 """Gateway ingest pipeline: parse, identify, verify, dedupe, store (no network)."""
+import os
+import sqlite3
 import time
 
 import pytest
@@ -269,3 +271,35 @@ def test_status_and_log_events_are_kept(gw):
     r = run(gw, "chirpstack-mqtt", cs_topic(EUI, "status", app=status.device_info.application_id),
             status.SerializeToString())
     assert r["reason"] == "application_mismatch"
+
+
+def test_junk_is_kept_once_truncated_and_quarantine_is_bounded(gw, tmp_path):
+    """A 10 MB message once grew the database by 42 MB (kept in full in raw uplinks and quarantine)."""
+    db = str(tmp_path / "gw.sqlite")
+
+    def size():
+        return sum(os.path.getsize(db + s) for s in ("", "-wal") if os.path.exists(db + s))
+    before = size()
+    junk = b"{" + b"x" * (10 * 1024 * 1024)
+    result = run(gw, "chirpstack-mqtt", cs_topic(EUI), junk)
+    assert result["outcome"] == "rejected"
+    unknown = chirpstack_uplink(bytes.fromhex("70b3d57ed00000ff"), b"\x00" * 50, 1)
+    assert run(gw, "chirpstack-mqtt", cs_topic(bytes.fromhex("70b3d57ed00000ff")),
+               cs_json(unknown) + b" " * (2 * 1024 * 1024))["outcome"] == "rejected"
+    assert size() - before < 1024 * 1024
+    rows = sqlite3.connect(db).execute("SELECT length(body), detail FROM quarantine").fetchall()
+    assert len(rows) == 2 and all(n <= 64 * 1024 for n, _ in rows)
+    assert any("10485761 bytes" in (d or "") for _, d in rows)
+    raw_bodies = sqlite3.connect(db).execute("SELECT count(*) FROM uplinks WHERE body IS NOT NULL AND "
+                                             "outcome='rejected'").fetchone()[0]
+    assert raw_bodies == 0                                   # kept once: in the quarantine
+    # bounded in bytes (oldest go first) and by age
+    for k in range(40):
+        run(gw, "chirpstack-mqtt", cs_topic(EUI), b"{" + bytes([65 + k % 26]) * 60000)
+    assert gw.store.purge_quarantine(time.time() - 86400, 1024 * 1024)["over_size"] > 0
+    total = sqlite3.connect(db).execute(
+        "SELECT sum(coalesce(length(body),0) + length(coalesce(detail,''))) FROM quarantine").fetchone()[0]
+    assert total <= 1024 * 1024
+    left = gw.store.count("quarantine")
+    assert gw.store.purge_quarantine(time.time() + 1, 1 << 30)["old"] == left > 0
+    assert gw.store.count("quarantine") == 0

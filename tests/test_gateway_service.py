@@ -32,7 +32,7 @@ token = "operator-token-0123456789"
 
 @pytest.mark.parametrize("text,message", [
     ("[gateway\n", "not valid TOML"),
-    ("[nonsense]\n", "unknown section"),
+    ("[nonsense]\n", "unknown key nonsense"),
     ("[[source]]\ntype = 'kafka'\n", "source[0].type must be one of"),
     ("[[sink]]\ntype = 'ngsi-ld'\n[[auth.operator]]\ntoken='operator-token-0123456789'\n", "url is required"),
     ("[retention]\nraw_hours = 200\n", "justification"),
@@ -80,6 +80,15 @@ def test_check_and_device_commands(tmp_path, capsys):
     assert main(["--config", str(cfg), "device", "add", "70B3D57ED0000041", "--key-file", str(key),
                  "--network", "chirpstack", "--application", "app-1", "--site", "Torget"]) == 0
     assert main(["--config", str(cfg), "device", "retire", "70b3d57ed0000041"]) == 0
+    # adding a retired device again does not silently take its data again
+    add = ["--config", str(cfg), "device", "add", "70b3d57ed0000041", "--network", "chirpstack",
+           "--application", "app-1", "--site", "Torget"]
+    capsys.readouterr()
+    assert main(add) == 1
+    err = capsys.readouterr().err
+    assert "is retired" in err and "--reactivate" in err
+    assert main(add + ["--reactivate"]) == 0
+    assert main(["--config", str(cfg), "device", "retire", "70b3d57ed0000041"]) == 0
     capsys.readouterr()
     assert main(["--config", str(cfg), "device", "list"]) == 0
     out = capsys.readouterr().out
@@ -114,6 +123,9 @@ def test_sd_notify_ready_watchdog_and_graceful_stop(tmp_path):
             got.append(sock.recv(4096).decode())
         assert any(m.startswith("READY=1") for m in got)
         assert got.count("WATCHDOG=1") >= 2          # fed at half of WatchdogSec
+        proc.send_signal(signal.SIGHUP)              # `systemctl reload` is not offered; SIGHUP must not stop it
+        time.sleep(1)
+        assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         while True:
             msg = sock.recv(4096).decode()
@@ -122,6 +134,7 @@ def test_sd_notify_ready_watchdog_and_graceful_stop(tmp_path):
         assert proc.wait(15) == 0
         err = proc.stderr.read().decode()
         assert "<6>vistelse.gateway: gateway running" in err   # journald priorities
+        assert "SIGHUP ignored" in err
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -148,6 +161,9 @@ def test_systemd_unit_is_notify_with_watchdog_and_hardening(unit_file, state, co
     assert "LoadCredential=gateway.toml:%s" % config in text
     if "%i" in state:
         assert "Environment=VISTELSE_INSTANCE=%i" in text
+    # reload would have stopped the service (SIGTERM, exit 0); a configuration error (exit 2) is not retried
+    assert "ExecReload" not in svc
+    assert svc["RestartPreventExitStatus"] == "2" and svc["Restart"] == "on-failure"
     if os.path.exists("/usr/bin/systemd-analyze"):
         target = unit_file
         if "@" in unit_file.name:       # verify an instance of the template

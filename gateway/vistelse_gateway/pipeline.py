@@ -79,8 +79,9 @@ def content_hash(interval, interval_s):
 
 class Pipeline:
     def __init__(self, store, metrics, *, batch_max=500, replay_window=4096, queue_max=20000,
-                 keep_raw_body=True, on_commit=None, workers=0):
+                 keep_raw_body=True, on_commit=None, workers=0, quarantine_body_max=64 * 1024):
         self.store = store
+        self.quarantine_body_max = quarantine_body_max
         self.metrics = metrics
         self.batch_max = batch_max
         self.replay_window = replay_window
@@ -240,15 +241,23 @@ class Pipeline:
         dev = None
         if msg is not None and getattr(msg, "dev_eui", None):
             dev = msg.dev_eui.hex()
+        # junk is kept once (in quarantine, not again in the raw uplinks) and truncated: anyone who can
+        # publish to the network server's broker must not be able to fill the disk
+        body, detail, limit = item.body, exc.detail, self.quarantine_body_max
+        if len(body) > limit:
+            detail = "%s (message of %d bytes; the first %d kept)" % (detail, len(body), limit)
+            body = body[:limit]
+        payload = getattr(msg, "payload", None)
         uplink_id = batch.add_raw({
             "received_at": item.received, "source": getattr(msg, "source", item.kind),
             "topic": item.where if "mqtt" in item.kind else "", "dev_eui": dev,
             "f_cnt": getattr(msg, "f_cnt", None), "f_port": getattr(msg, "f_port", None),
-            "dedup_id": getattr(msg, "dedup_id", None), "payload": getattr(msg, "payload", None),
-            "body": item.body, "outcome": "rejected", "reason": exc.reason})
+            "dedup_id": getattr(msg, "dedup_id", None),
+            "payload": payload if payload is not None and len(payload) <= 1024 else None,
+            "body": None, "outcome": "rejected", "reason": exc.reason})
         batch.add_quarantine({"at": item.received, "source": getattr(msg, "source", item.kind),
-                              "topic": item.where, "dev_eui": dev, "reason": exc.reason, "detail": exc.detail,
-                              "uplink_id": uplink_id, "body": item.body})
+                              "topic": item.where, "dev_eui": dev, "reason": exc.reason, "detail": detail,
+                              "uplink_id": uplink_id, "body": body})
         return {"type": kind, "outcome": "rejected", "reason": exc.reason, "detail": exc.detail}
 
     def _one(self, batch, item):
@@ -365,7 +374,8 @@ class Pipeline:
         st = report["status"]
         state.update({
             "last_fcnt": msg.f_cnt,
-            "joined_since_uplink": False, "last_seen": received, "battery_mv": st["battery_mv"],
+            "joined_since_uplink": False, "last_seen": received, "received": item.received,
+            "battery_mv": st["battery_mv"],
             "health": st["health"], "config_version": st["config_version"], "reset_cause": st["reset_cause"],
             "interval_s": interval_s, "rssi": msg.rssi, "snr": msg.snr, "dr": msg.dr, "source": msg.source,
             "uplinks": state.get("uplinks", 0) + 1, "zones": len(report["intervals"][0]["zones"]),

@@ -45,7 +45,7 @@ class Gateway:
         ing = cfg["ingest"]
         self.pipeline = Pipeline(self.store, self.metrics, batch_max=ing["batch_max"],
                                  replay_window=ing["replay_window"], keep_raw_body=ing["keep_raw_body"],
-                                 workers=ing["workers"],
+                                 workers=ing["workers"], quarantine_body_max=ing["quarantine_body_max_bytes"],
                                  on_commit=[w.notify for w in self.workers])
         self.sources = [MqttSource(s["name"], s, self.pipeline, self.metrics) for s in cfg["sources"]]
         for source in self.sources:
@@ -82,8 +82,7 @@ class Gateway:
             s.start()
 
     def purge(self):
-        before = time.time() - self.cfg["retention"]["raw_hours"] * 3600
-        result = self.store.purge(before)
+        result = purge(self.store, self.cfg["retention"])
         if any(result.values()):
             log.info("retention: removed %s", result)
         self._last_purge = time.time()
@@ -129,6 +128,15 @@ class Gateway:
         self.store.close()
 
 
+def purge(store, retention):
+    """Raw uplinks after raw_hours; quarantined messages after quarantine_days or past quarantine_max_bytes."""
+    now = time.time()
+    result = store.purge(now - retention["raw_hours"] * 3600)
+    q = store.purge_quarantine(now - retention["quarantine_days"] * 86400, retention["quarantine_max_bytes"])
+    result.update({"quarantine_old": q["old"], "quarantine_over_size": q["over_size"]})
+    return result
+
+
 def _setup_logging(level):
     # journald adds timestamps; keep lines short and prefixed with syslog priorities
     class Prio(logging.Formatter):
@@ -170,6 +178,8 @@ def _parser():
     add.add_argument("--site", default="")
     add.add_argument("--meta", default="{}", help="JSON: zones, lines, location, sensor")
     add.add_argument("--register", default="{}", help="JSON: purpose, legal_basis, installed, review_due, ...")
+    add.add_argument("--reactivate", action="store_true",
+                     help="the device was retired and is to receive data again (otherwise refused)")
     dsub.add_parser("list", help="list devices (never the keys)")
     for name in ("retire", "activate"):
         x = dsub.add_parser(name)
@@ -200,6 +210,14 @@ def _read_key(path):
     return key
 
 
+def _refuse_retired(store, dev_eui, reactivate):
+    """Registering a retired device again would silently start taking its data: say so explicitly."""
+    existing = store.get_device(str(dev_eui).lower())
+    if existing is not None and existing["status"] == "retired" and not reactivate:
+        raise ValueError("device %s is retired; to take data from it again, add it with --reactivate "
+                         "(in an import file: reactivate = true)" % existing["dev_eui"])
+
+
 def device_command(store, args, out):
     if args.action == "list":
         for d in store.list_devices():
@@ -211,6 +229,7 @@ def device_command(store, args, out):
         return 0
     if args.action == "add":
         key = _read_key(args.key_file) if args.key_file else None
+        _refuse_retired(store, args.dev_eui, args.reactivate)
         store.put_device({"dev_eui": args.dev_eui.lower(), "network": args.network, "application": args.application,
                           "tts_device_id": args.tts_device_id, "name": args.name, "site": args.site,
                           "meta": json.loads(args.meta), "register": json.loads(args.register)}, key, _actor())
@@ -226,6 +245,7 @@ def device_command(store, args, out):
                 key = _read_key(os.path.join(base, d.pop("key_file")))
             elif d.get("key_hex"):
                 key = bytes.fromhex(d.pop("key_hex"))
+            _refuse_retired(store, d.get("dev_eui", ""), bool(d.pop("reactivate", False)))
             store.put_device(d, key, _actor())
             out.write("registered %s\n" % d["dev_eui"])
         return 0
@@ -253,6 +273,9 @@ def main(argv=None):
                 return 2
             signal.signal(signal.SIGTERM, gw.request_stop)
             signal.signal(signal.SIGINT, gw.request_stop)
+            # SIGHUP would end the process; reloading in place is not offered (the unit has no ExecReload)
+            signal.signal(signal.SIGHUP, lambda *_: log.warning(
+                "SIGHUP ignored: to apply a changed configuration, run systemctl restart vistelse-gateway"))
             return gw.run()
         if command == "check":     # touches neither the database nor the network
             build_sinks([s for s in cfg["sinks"] if s["type"] != "mqtt"], None)
@@ -275,8 +298,7 @@ def main(argv=None):
                                                                   "applied": [v for v, _ in applied]})
                 return 0
             if command == "purge":
-                before = time.time() - cfg["retention"]["raw_hours"] * 3600
-                print(json.dumps(store.purge(before)))
+                print(json.dumps(purge(store, cfg["retention"])))
                 return 0
             if command == "device":
                 return device_command(store, args, sys.stdout)

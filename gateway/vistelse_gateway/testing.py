@@ -1,7 +1,7 @@
-"""Real components for tests and benchmarks: a mosquitto broker on 127.0.0.1,
-a throwaway PostgreSQL cluster on a Unix socket,
-network-server messages built with the real chirpstack-api classes, and
-HTTP sink servers that validate what they receive and fail on purpose."""
+"""Real components for tests, benchmarks and the demo: a mosquitto broker on
+127.0.0.1, a throwaway PostgreSQL cluster on a Unix socket, and network-server
+messages built with the real chirpstack-api classes. (The sinks' test servers
+live with the tests: tests/sink_servers.py.)"""
 import base64
 import datetime as dt
 import glob
@@ -13,9 +13,7 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import vistelse_codec
 from chirpstack_api import integration
@@ -268,177 +266,3 @@ def tts_uplink(eui, data, f_cnt, app="vistelse", tenant="city", device_id=None, 
            "correlation_ids": ["as:up:01HX%08d" % f_cnt], "received_at": received, "uplink_message": up}
     topic = "v3/%s@%s/devices/%s/up" % (app, tenant, device_id)
     return topic, json.dumps(doc).encode()
-
-
-# -- sink servers ------------------------------------------------------------------
-def _is_iso(text):
-    try:
-        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return True
-    except (ValueError, AttributeError):
-        return False
-
-
-def validate_crowdflow(e):
-    """The CrowdFlowObserved schema's required fields and types (NGSI-LD normalised)."""
-    errors = []
-    if not isinstance(e, dict):
-        return ["entity is not an object"]
-    for req in ("id", "type", "dateObserved"):
-        if req not in e:
-            errors.append("missing " + req)
-    if not str(e.get("id", "")).startswith("urn:ngsi-ld:"):
-        errors.append("id is not an NGSI-LD URN")
-    if e.get("type") != "CrowdFlowObserved":
-        errors.append("type is not CrowdFlowObserved")
-
-    def val(name):
-        p = e.get(name)
-        if p is None:
-            return None
-        if not isinstance(p, dict) or p.get("type") != "Property" or "value" not in p:
-            errors.append("%s is not a Property" % name)
-            return None
-        return p["value"]
-    d = val("dateObserved")
-    if d is not None:
-        parts = d.split("/") if isinstance(d, str) else []
-        if not parts or len(parts) > 2 or not all(_is_iso(x) for x in parts):
-            errors.append("dateObserved is not ISO 8601")
-    for name in ("dateObservedFrom", "dateObservedTo"):
-        v = val(name)
-        if v is not None:
-            text = v.get("@value") if isinstance(v, dict) else v
-            if not _is_iso(text):
-                errors.append("%s is not a date-time" % name)
-    pc = val("peopleCount")
-    if pc is not None and (type(pc) is not int or pc < 0):
-        errors.append("peopleCount must be an integer >= 0")
-    occ = val("occupancy")
-    if occ is not None and (type(occ) not in (int, float) or not 0 <= occ <= 1):
-        errors.append("occupancy must be a number in 0..1")
-    di = val("direction")
-    if di is not None and di not in ("inbound", "outbound"):
-        errors.append("direction must be inbound or outbound")
-    if "@context" not in e:
-        errors.append("no @context")
-    return errors
-
-
-class SinkServer:
-    """Test HTTP server: NGSI-LD broker, SensorThings server or webhook receiver.
-
-    Failure modes: fail_next(n, status), slow_next(n, seconds) (client
-    timeouts), down() / up() (nothing listening for a while)."""
-
-    def __init__(self, kind):
-        self.kind = kind
-        self.port = free_port()
-        self.lock = threading.Lock()
-        self.store = {}          # id -> document (what the platform holds)
-        self.received = 0        # documents received, redeliveries included
-        self.arrivals = []       # webhook item ids in the order they arrived, redeliveries included
-        self.requests = 0
-        self.invalid = []
-        self._fail = []
-        self._slow = []
-        self.things = {}
-        self.streams = {}
-        self.server = None
-        self.up()
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
-
-    def fail_next(self, n, status=500):
-        with self.lock:
-            self._fail += [status] * n
-
-    def slow_next(self, n, seconds):
-        with self.lock:
-            self._slow += [seconds] * n
-
-    def up(self):
-        owner = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with owner.lock:
-                    owner.requests += 1
-                    fail = owner._fail.pop(0) if owner._fail else None
-                    slow = owner._slow.pop(0) if owner._slow else None
-                if slow:
-                    time.sleep(slow)
-                if fail:
-                    self.send_response(fail)
-                    self.end_headers()
-                    return
-                code, headers, out = owner.handle(self.path, self.headers, body)
-                self.send_response(code)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def down(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def handle(self, path, headers, body):
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return 400, {}, b"not JSON"
-        with self.lock:
-            if self.kind == "ngsi-ld":
-                if path != "/ngsi-ld/v1/entityOperations/upsert" or "ld+json" not in headers.get("Content-Type", ""):
-                    return 404, {}, b"wrong path or content type"
-                if not isinstance(doc, list):
-                    return 400, {}, b"batch must be an array"
-                for e in doc:
-                    errs = validate_crowdflow(e)
-                    if errs:
-                        self.invalid.append((e.get("id") if isinstance(e, dict) else None, errs))
-                        return 400, {}, json.dumps(errs).encode()
-                for e in doc:
-                    self.received += 1
-                    self.store[e["id"]] = e
-                return 201, {}, b""
-            if self.kind == "webhook":
-                for item in doc["items"]:
-                    self.received += 1
-                    self.store[item["id"]] = item
-                    self.arrivals.append(item["id"])
-                return 200, {}, b"{}"
-            # SensorThings
-            if path == "/v1.1/Things":
-                tid = len(self.things) + 1
-                self.things[tid] = doc
-                return 201, {"Location": "%s/v1.1/Things(%d)" % (self.url, tid)}, b""
-            if path == "/v1.1/Datastreams":
-                if not doc.get("Thing", {}).get("@iot.id") in self.things or "unitOfMeasurement" not in doc:
-                    return 400, {}, b"bad datastream"
-                sid = len(self.streams) + 1
-                self.streams[sid] = doc
-                return 201, {"Location": "%s/v1.1/Datastreams(%d)" % (self.url, sid)}, b""
-            if path == "/v1.1/Observations":
-                if doc.get("Datastream", {}).get("@iot.id") not in self.streams or "result" not in doc \
-                        or "/" not in doc.get("phenomenonTime", ""):
-                    self.invalid.append(doc)
-                    return 400, {}, b"bad observation"
-                self.received += 1
-                oid = doc.get("@iot.id")
-                if oid in self.store:
-                    return 409, {}, b"exists"
-                self.store[oid] = doc
-                return 201, {"Location": "%s/v1.1/Observations('%s')" % (self.url, oid)}, b""
-            return 404, {}, b""

@@ -17,7 +17,8 @@ class PermanentError(Exception):
 class Sink:
     """A destination. `deliver(items)` returns when every item is durably accepted
     by the destination, or raises. It must be idempotent: after a crash the same
-    items (same ids) may be delivered again."""
+    items (same ids) may be delivered again. It may return {item id: reason}
+    for items the destination refused for good while taking the others."""
     max_batch = 50
 
     def __init__(self, name, cfg, store):

@@ -71,24 +71,35 @@ class OutboxWorker:
         if not items:
             return False
         try:
-            self.sink.deliver(items)
+            refused = self.sink.deliver(items) or {}
         except PermanentError:
             self._one_by_one(items)
         else:
+            # a sink may refuse some reports for good and take the rest (NGSI-LD 207)
+            for item in items:
+                if item["id"] in refused:
+                    self._dead(item, refused[item["id"]])
             self.store.outbox_done(self.sink.name, items)
-            self.metrics.inc("vistelse_gateway_sink_deliveries_total", len(items), sink=self.sink.name)
+            delivered = len(items) - len([i for i in items if i["id"] in refused])
+            if delivered:
+                self.metrics.inc("vistelse_gateway_sink_deliveries_total", delivered, sink=self.sink.name)
         self.failures = 0
         self.last_error = ""
         return True
 
+    def _dead(self, item, reason):
+        log.error("sink %s refuses report %s: %s", self.sink.name, item["id"], reason)
+        self.store.outbox_dead(self.sink.name, item, reason)
+        self.metrics.inc("vistelse_gateway_sink_failures_total", sink=self.sink.name, reason="permanent")
+
     def _one_by_one(self, items):
         for item in items:
             try:
-                self.sink.deliver([item])
+                refused = self.sink.deliver([item]) or {}
             except PermanentError as exc:
-                log.error("sink %s refuses report %s: %s", self.sink.name, item["id"], exc)
-                self.store.outbox_dead(self.sink.name, item, exc)
-                self.metrics.inc("vistelse_gateway_sink_failures_total", sink=self.sink.name, reason="permanent")
+                refused = {item["id"]: exc}
+            if item["id"] in refused:
+                self._dead(item, refused[item["id"]])
             else:
                 self.metrics.inc("vistelse_gateway_sink_deliveries_total", sink=self.sink.name)
             self.store.outbox_done(self.sink.name, [item])

@@ -164,6 +164,10 @@ class Store(abc.ABC):
     # retention, downlinks, access log
     @abc.abstractmethod
     def purge(self, raw_before): ...
+    def purge_quarantine(self, before, max_bytes):
+        """Delete quarantined messages older than `before`, then the oldest until the
+        quarantine holds at most `max_bytes` (bodies and details). -> {"old": n, "over_size": n}"""
+        raise NotImplementedError
     @abc.abstractmethod
     def add_downlink(self, row): ...
     @abc.abstractmethod

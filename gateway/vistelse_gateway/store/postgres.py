@@ -557,6 +557,20 @@ class PostgresStore(SqlReadModels, Store):
             n_ev = conn.execute("DELETE FROM events WHERE at < %s AND kind='log'", (raw_before,)).rowcount
         return {"uplinks": n_raw, "quarantine_bodies": n_q, "log_events": n_ev}
 
+    def purge_quarantine(self, before, max_bytes):
+        size = "coalesce(octet_length(body), 0) + octet_length(coalesce(detail, ''))"
+        with self._tx() as conn:
+            n_old = conn.execute("DELETE FROM quarantine WHERE at < %s", (before,)).rowcount
+            total = conn.execute("SELECT coalesce(sum(%s), 0) AS n FROM quarantine" % size).fetchone()["n"]
+            n_big = 0
+            if total > max_bytes:
+                # the oldest rows go first, as on SQLite
+                n_big = conn.execute(
+                    "DELETE FROM quarantine WHERE id IN (SELECT id FROM (SELECT id, sum(%s) OVER (ORDER BY id)"
+                    " AS upto FROM quarantine) q WHERE upto - %%s < %%s)" % size,
+                    (total, max_bytes)).rowcount
+        return {"old": n_old, "over_size": n_big}
+
     # -- downlinks ----------------------------------------------------------
     def add_downlink(self, row):
         eui = hex_eui(row["dev_eui"])

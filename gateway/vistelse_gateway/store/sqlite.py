@@ -420,6 +420,22 @@ class SqliteStore(SqlReadModels, Store):
             n_ev = db.execute("DELETE FROM events WHERE at < ? AND kind='log'", (raw_before,)).rowcount
         return {"uplinks": n_raw, "quarantine_bodies": n_q, "log_events": n_ev}
 
+    def purge_quarantine(self, before, max_bytes):
+        size = "coalesce(length(body), 0) + length(coalesce(detail, ''))"
+        with self._tx() as db:
+            n_old = db.execute("DELETE FROM quarantine WHERE at < ?", (before,)).rowcount
+            total = db.execute("SELECT coalesce(sum(%s), 0) FROM quarantine" % size).fetchone()[0]
+            n_big = 0
+            if total > max_bytes:
+                excess, cut = total - max_bytes, None
+                for row_id, n in db.execute("SELECT id, %s FROM quarantine ORDER BY id" % size):
+                    excess -= n
+                    cut = row_id
+                    if excess <= 0:
+                        break
+                n_big = db.execute("DELETE FROM quarantine WHERE id <= ?", (cut,)).rowcount
+        return {"old": n_old, "over_size": n_big}
+
     # -- downlinks ----------------------------------------------------------
     def add_downlink(self, row):
         with self._tx() as db:

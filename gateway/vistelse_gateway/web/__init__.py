@@ -1,4 +1,4 @@
-"""The operator surface: one small HTTP app (stdlib http.server, no CDN, no JavaScript)."""
+"""The operator surface: one small Starlette app on uvicorn (no CDN, no JavaScript)."""
 from .app import WebApp
 
 __all__ = ["WebApp"]

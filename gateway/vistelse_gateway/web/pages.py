@@ -4,6 +4,7 @@ import time
 from html import escape
 
 from ..documents import review
+from .. import location
 from ..timeutil import iso
 from . import plots
 
@@ -42,12 +43,38 @@ def _ago(ts, now):
 
 
 # -- status -------------------------------------------------------------------
+def stale_after(interval_s):
+    """Three missed intervals and ten minutes of grace."""
+    return 3 * interval_s + 600
+
+
 def status_data(app):
+    """Devices with their state, and every problem the page marks, listed once under "problems".
+
+    Staleness is judged on the clock the data was made on: a device is stale when
+    its newest data lags the newest data of the gateway (all devices) by more than
+    three intervals, or when the gateway has heard nothing from it for that long.
+    (A demo on simulated time, or a network server replaying old uplinks, is
+    therefore not "stale" merely because its data lies in the past.)"""
     now = time.time()
-    devices = []
-    for d in app.store.overview():
+    overview = app.store.overview()
+    data_now = max([d["state"].get("last_seen") or 0 for d in overview] or [0])
+    devices, problems = [], list(app.health())
+    for d in overview:
         st = d["state"]
-        stale = bool(st.get("last_seen")) and st.get("interval_s") and now - st["last_seen"] > 3 * st["interval_s"] + 600
+        stale = False
+        if st.get("last_seen") and st.get("interval_s") and d["status"] == "active":
+            limit = stale_after(st["interval_s"])
+            heard = st.get("received", st["last_seen"])
+            stale = data_now - st["last_seen"] > limit or now - heard > limit
+        label = "device %s (%s)" % (d["name"] or d["dev_eui"], d["site"] or "no site")
+        if stale:
+            problems.append("%s: no report for more than %d intervals (last data %s)" % (
+                label, 3, iso(st["last_seen"])))
+        if st.get("health"):
+            problems.append("%s: health flags %s" % (label, ", ".join(st["health"])))
+        if st.get("fcnt_warning_at"):
+            problems.append("%s: frame counter went back without a join (%s)" % (label, iso(st["fcnt_warning_at"])))
         devices.append({
             "dev_eui": d["dev_eui"], "name": d["name"], "site": d["site"], "status": d["status"],
             "network": d["network"], "application": d["application"],
@@ -62,13 +89,20 @@ def status_data(app):
     for w in app.workers:
         if w.sink.name in outbox:
             outbox[w.sink.name]["last_error"] = w.last_error
-    problems = list(app.health())
-    overdue = [s for s in register_data(app.store, app.cfg)["sensors"] if s["review_overdue"]]
+    for name, s in outbox.items():
+        if s["dead"]:
+            problems.append("sink %s: %d report(s) refused by the platform" % (name, s["dead"]))
+        if s.get("last_error"):
+            problems.append("sink %s: %s" % (name, s["last_error"]))
+    by_reason = app.store.quarantine_counts()
+    if by_reason:
+        problems.append("rejected uplinks: %s" % ", ".join("%s %d" % kv for kv in sorted(by_reason.items())))
+    overdue = [s for s in register_data(app.store, app.cfg)["sensors"] if s.get("review_overdue")]
     for s in overdue:
         problems.append("yearly review of %s (%s) overdue since %s" % (s["name"] or s["id"], s["id"], s["review_due"]))
-    return {"now": iso(now), "devices": devices, "rejected": app.store.quarantine(50), "outbox": outbox,
-            "rejections_by_reason": app.store.quarantine_counts(), "problems": problems,
-            "reviews_overdue": [s["id"] for s in overdue]}
+    return {"now": iso(now), "data_clock": iso(data_now) if data_now else None, "devices": devices,
+            "rejected": app.store.quarantine(50), "outbox": outbox, "rejections_by_reason": by_reason,
+            "problems": problems, "reviews_overdue": [s["id"] for s in overdue]}
 
 
 def status_html(app):
@@ -233,64 +267,84 @@ def register_data(store, cfg):
     items = []
     recorded = review.latest(store)          # yearly reviews in the access log (documents/review.py)
     for d in store.list_devices():
-        r = d["register"] or {}
-        meta = d["meta"] or {}
-        installed = _date(r.get("installed"))
-        last_review = _date(r.get("last_review")) or installed
-        due = _date(r.get("review_due"))
-        done = recorded.get(d["dev_eui"])
-        if done:
-            last_review, due = _date(done["date"]), _date(done["next_due"])
-        if due is None and last_review:
-            due = last_review + dt.timedelta(days=reg_defaults.get("review_interval_days", 365))
-        items.append({
-            "id": d["dev_eui"], "name": d["name"], "status": d["status"],
-            "site": d["site"], "location": meta.get("location"), "place": r.get("place", d["site"]),
-            "sensor": r.get("sensor", meta.get("sensor", "")),
-            "measures": r.get("measures") or measures(meta),
-            "personal_data": r.get("personal_data", "none: the node turns sensor frames into counts and durations "
-                                                    "on the device and forgets the frames; only aggregates are sent"),
-            "purpose": r.get("purpose") or reg_defaults.get("purpose", ""),
-            "legal_basis": r.get("legal_basis") or reg_defaults.get("legal_basis", ""),
-            "retention": r.get("retention") or "raw uplinks %s hours; aggregate counts %s" % (
-                retention.get("raw_hours", 72), r.get("aggregate_retention", "kept as statistics")),
-            "owner": r.get("owner") or reg_defaults.get("owner", ""),
-            "contact": r.get("contact") or reg_defaults.get("contact", ""),
-            "installed": installed.isoformat() if installed else None,
-            "last_review": last_review.isoformat() if last_review else None,
-            "review_due": due.isoformat() if due else None,
-            "review_overdue": bool(due and due < today and d["status"] == "active"),
-            "impact_assessment": r.get("impact_assessment", ""),
-            "review": {"by": done["by"], "decision": done["decision"], "date": done["date"]} if done else None,
-            "documents": "/documents/%s/" % d["dev_eui"],
-        })
+        try:
+            items.append(_register_item(d, reg_defaults, retention, today, recorded.get(d["dev_eui"])))
+        except Exception as exc:      # a registry mistake shows on its own row, not as a 500 for everyone
+            items.append({"id": d["dev_eui"], "name": d.get("name") or "", "status": d.get("status", ""),
+                          "error": "register entry cannot be shown: %s" % exc})
     return {"title": reg_defaults.get("title", "Sensor register"), "generated": iso(time.time()), "sensors": items}
+
+
+def _register_item(d, reg_defaults, retention, today, done=None):
+    """`done`: the latest yearly review recorded in the access log (documents/review.py), if any."""
+    r = d["register"] or {}
+    meta = d["meta"] or {}
+    installed = _date(r.get("installed"))
+    last_review = _date(r.get("last_review")) or installed
+    due = _date(r.get("review_due"))
+    if done:
+        last_review, due = _date(done["date"]), _date(done["next_due"])
+    if due is None and last_review:
+        due = last_review + dt.timedelta(days=reg_defaults.get("review_interval_days", 365))
+    return {
+        "id": d["dev_eui"], "name": d["name"], "status": d["status"],
+        "site": d["site"], "location": location.parse(meta.get("location")), "place": str(r.get("place", d["site"])),
+        "sensor": r.get("sensor", meta.get("sensor", "")),
+        "measures": r.get("measures") or measures(meta),
+        "personal_data": r.get("personal_data", "none: the node turns sensor frames into counts and durations "
+                                                "on the device and forgets the frames; only aggregates are sent"),
+        "purpose": r.get("purpose") or reg_defaults.get("purpose", ""),
+        "legal_basis": r.get("legal_basis") or reg_defaults.get("legal_basis", ""),
+        "retention": r.get("retention") or "raw uplinks %s hours; aggregate counts %s" % (
+            retention.get("raw_hours", 72), r.get("aggregate_retention", "kept as statistics")),
+        "owner": r.get("owner") or reg_defaults.get("owner", ""),
+        "contact": r.get("contact") or reg_defaults.get("contact", ""),
+        "installed": installed.isoformat() if installed else None,
+        "last_review": last_review.isoformat() if last_review else None,
+        "review_due": due.isoformat() if due else None,
+        "review_overdue": bool(due and due < today and d["status"] == "active"),
+        "impact_assessment": r.get("impact_assessment", ""),
+        "review": {"by": done["by"], "decision": done["decision"], "date": done["date"]} if done else None,
+        "documents": "/documents/%s/" % d["dev_eui"],
+    }
+
+
+def _register_row(s):
+    loc = s["location"]
+    where = escape(s["place"] or "")
+    if loc:
+        where += "<br><small>%.5f, %.5f</small>" % (loc["lat"], loc["lon"])
+    review = escape(s["review_due"] or "not set")
+    if s["review_overdue"]:
+        review = '<span class="bad">%s (overdue)</span>' % review
+    if s["review"]:
+        review += "<br><small>last: %s, %s (%s)</small>" % (
+            escape(s["review"]["date"]), escape(s["review"]["by"]), escape(s["review"]["decision"]))
+    review += ('<br><small><a href="%sdpia.sv.html">konsekvensbedömning</a> · <a href="%ssign.sv.html">skylt</a>'
+               ' · <a href="%sdpia.en.html">DPIA</a> · <a href="%ssign.en.html">sign</a> · '
+               '<a href="%s">all documents</a></small>') % ((escape(s["documents"]),) * 5)
+    return ("<tr><td>%s<br><small><code>%s</code> %s</small></td><td>%s</td><td>%s<br><small>Personal data: %s"
+            "</small></td><td>%s</td><td>%s</td><td>%s</td><td>%s<br><small>%s</small></td><td>%s</td>"
+            "<td>%s</td></tr>" % (
+                escape(s["name"] or s["id"]), s["id"], escape(s["status"]), where, escape(s["measures"]),
+                escape(s["personal_data"]), escape(s["purpose"]), escape(s["legal_basis"]),
+                escape(s["retention"]), escape(s["owner"]), escape(s["contact"]),
+                escape(s["installed"] or "-"), review))
 
 
 def register_html(store, cfg):
     data = register_data(store, cfg)
     rows = []
     for s in data["sensors"]:
-        loc = s["location"]
-        where = escape(s["place"] or "")
-        if isinstance(loc, dict) and "lat" in loc:
-            where += "<br><small>%.5f, %.5f</small>" % (float(loc["lat"]), float(loc["lon"]))
-        review_due = escape(s["review_due"] or "not set")
-        if s["review_overdue"]:
-            review_due = '<span class="bad">%s (overdue)</span>' % review_due
-        if s["review"]:
-            review_due += "<br><small>last: %s, %s (%s)</small>" % (
-                escape(s["review"]["date"]), escape(s["review"]["by"]), escape(s["review"]["decision"]))
-        review_due += ('<br><small><a href="%sdpia.sv.html">konsekvensbedömning</a> · <a href="%ssign.sv.html">skylt</a>'
-                       ' · <a href="%sdpia.en.html">DPIA</a> · <a href="%ssign.en.html">sign</a> · '
-                       '<a href="%s">all documents</a></small>') % ((s["documents"],) * 5)
-        rows.append("<tr><td>%s<br><small><code>%s</code> %s</small></td><td>%s</td><td>%s<br><small>Personal data: %s"
-                    "</small></td><td>%s</td><td>%s</td><td>%s</td><td>%s<br><small>%s</small></td><td>%s</td>"
-                    "<td>%s</td></tr>" % (
-                        escape(s["name"] or s["id"]), s["id"], escape(s["status"]), where, escape(s["measures"]),
-                        escape(s["personal_data"]), escape(s["purpose"]), escape(s["legal_basis"]),
-                        escape(s["retention"]), escape(s["owner"]), escape(s["contact"]),
-                        escape(s["installed"] or "-"), review_due))
+        if "error" in s:
+            rows.append('<tr><td>%s<br><small><code>%s</code> %s</small></td><td colspan=8 class="bad">%s</td></tr>'
+                        % (escape(s["name"] or s["id"]), escape(s["id"]), escape(s["status"]), escape(s["error"])))
+            continue
+        try:
+            rows.append(_register_row(s))
+        except Exception as exc:
+            rows.append('<tr><td><code>%s</code></td><td colspan=8 class="bad">register entry cannot be shown: %s'
+                        '</td></tr>' % (escape(s["id"]), escape(str(exc))))
     body = ("<p>Every sensor this gateway receives data from: what it measures, where, why, on what legal basis, how "
             "long data is kept, who is responsible and when it is next reviewed. Machine-readable: "
             "<a href=\"/register.json\">register.json</a>.</p><table><tr><th>Sensor</th><th>Where</th><th>Measures</th>"
