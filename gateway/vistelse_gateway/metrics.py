@@ -34,7 +34,7 @@ HELP = {
 
 class Metrics:
     def __init__(self, instance=None):
-        self.instance = instance    # gateway.instance: a label on every sample
+        self.instance = instance    # gateway.instance: names the instance behind this endpoint
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
         self._counters = {}         # name -> (Counter, label names)
