@@ -125,9 +125,9 @@ def measure(board, days=1.0, outage_h=0.0, interval_s=300, sensor="ld2450"):
     vn = VirtualNode(nf, lines, fs=fs, loop=True, session_kw=kw)
     start_erases, start_ops = sum(fs.flash.erases), fs.file_ops
     if outage_h:
-        vn.run_for(int(outage_h * 3600000), step_ms=500)
+        vn.run_for(int(outage_h * 3600000), step_ms=1000)
         vn.session.join_failures = 0
-    vn.run_for(int(days * 86400000 - outage_h * 3600000), step_ms=500)
+    vn.run_for(int(days * 86400000 - outage_h * 3600000), step_ms=1000)
     erases = sum(fs.flash.erases) - start_erases
     ops = fs.file_ops - start_ops
     per_day_erases = erases / days

@@ -26,7 +26,12 @@
 #
 # Joining: join() makes one OTAA attempt; maintain() retries with
 # exponential backoff (join_backoff_ms doubling up to join_backoff_max_ms,
-# with jitter) while the node is not joined.
+# with jitter) while the node is not joined. A join the modem refuses for
+# its band's duty-cycle pause (with the wait) is retried when the band is
+# free, without backoff: no join request went on air.
+#
+# Evidence: only a confirmed uplink's ack proves an uplink arrived (see
+# ("sent", acked) above); the node sends its reports confirmed.
 import binascii
 
 from vistelse_node import airtime
