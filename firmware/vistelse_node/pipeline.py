@@ -11,7 +11,8 @@ from .detect.tof import TofDetector
 from .sensors import ld2450_frames
 
 LINE_BAND_MM = {"ld2450": 250, "vl53l5cx": 100}   # hysteresis either side of a line: radar noise is larger
-MAX_FRAME_GAP_MS = 1000                           # longer gaps are sensor outages, not presence
+MAX_FRAME_GAP_MS = 1000
+                           # longer gaps are sensor outages, not presence
 
 
 class Pipeline:
@@ -29,6 +30,11 @@ class Pipeline:
         if sensor == "vl53l5cx":
             m = self.mount
             self.tof = TofDetector(m.get("height_mm", 2800), m.get("resolution", 8), m.get("fov_deg", 45))
+        # The rim of a zone where the sensor sees a person only partly: the
+        # ToF's zone is its footprint, and beyond HEAD_IN_VIEW_MM of the point
+        # below it only the side of a body is in view, less of it further out.
+        # A radar's zones lie inside its view: someone walking out is seen.
+        self.rim_mm = self.tof.rim_mm if self.tof else 0
         self.configure(zones, lines, min_count, still_hold_s)
 
     def configure(self, zones=None, lines=None, min_count=None, still_hold_s=None):
@@ -94,35 +100,53 @@ class Pipeline:
         agg = self.agg
         for tr in self.tracker.ended:
             self._end(tr, t)
+        # Presence is counted only when it is known: a confirmed track seen in
+        # this frame. A track's other frames inside (tentative, or held after
+        # its person was lost: grace and still-hold) wait in held_ms and
+        # occ_peak, and are settled when the track is next seen confirmed --
+        # in whatever interval that is -- or when it dies (_end).
         for z in range(len(self.zones)):
             zone = self.zones[z]
-            count = 0
+            known = 0
+            held = 0
             for tr in tracks:
                 inside = zone.inside(tr.x, tr.y)
+                tr.here = inside
+                seen = tr.t == t
                 if inside:
-                    if tr.confirmed:
-                        count += 1
-                    if tr.visit_start[z] is None:
-                        if tr.first_inside[z] is None:
-                            tr.first_inside[z] = t
+                    if tr.first_inside[z] is None:
+                        tr.first_inside[z] = t
+                    if not seen:
+                        held += tr.confirmed
+                    else:
+                        tr.last_inside[z] = t
                         if tr.confirmed:
-                            tr.visit_start[z] = tr.first_inside[z]
-                            tr.events += 1
-                            agg.visit_started(z)
-                            # it was there while tentative, too (like its visit)
-                            agg.peak(z, tr.occ_peak[z])
-                            tr.occ_peak[z] = 0
-                    tr.last_inside[z] = t
-                elif tr.visit_start[z] is not None and ticks_diff(t, tr.last_inside[z]) >= aggregate.VISIT_BRIDGE_MS:
-                    self._visit_end(tr, z)
-                elif not tr.confirmed:
+                            known += 1
+                            if tr.visit_start[z] is None:
+                                # a visit counts once its person is seen inside, dated from
+                                # the first frame inside (tentative or coasting, too)
+                                tr.visit_start[z] = tr.first_inside[z]
+                                tr.events += 1
+                                agg.visit_started(z)
+                elif tr.visit_start[z] is not None:
+                    if ticks_diff(t, tr.last_inside[z]) >= aggregate.VISIT_BRIDGE_MS:
+                        self._visit_end(tr, z)
+                else:
                     tr.first_inside[z] = None
-                    tr.occ_peak[z] = 0
-            agg.occupancy(z, count, dt)
-            # a tentative person inside adds to the occupancy they saw, once confirmed
+            agg.occupancy(z, known, dt)
             for tr in tracks:
-                if not tr.confirmed and tr.first_inside[z] is not None and count + 1 > tr.occ_peak[z]:
-                    tr.occ_peak[z] = count + 1
+                if tr.confirmed and tr.t == t:
+                    if tr.held_ms[z] or tr.occ_peak[z]:
+                        agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
+                        tr.held_ms[z] = 0
+                        tr.occ_peak[z] = 0
+                elif tr.here:
+                    # inside, not known: the occupancy it was part of (the known,
+                    # the confirmed ones held with it, itself)
+                    tr.held_ms[z] += dt
+                    occ = known + held + (0 if tr.confirmed else 1)
+                    if occ > tr.occ_peak[z]:
+                        tr.occ_peak[z] = occ
         for k in range(len(self.lines)):
             line = self.lines[k]
             for tr in tracks:
@@ -143,17 +167,26 @@ class Pipeline:
                     agg.crossed(k, direction)
                 del tr.pending[:]
 
-    def _visit_end(self, tr, z):
+    def _visit_end(self, tr, z, extra_ms=0):
         # the visit lasted until the frame after the last one inside
         period = 100 if self.sensor == "ld2450" else 67
-        self.agg.visit_ended(z, ticks_diff(tr.last_inside[z], tr.visit_start[z]) + period)
+        self.agg.visit_ended(z, ticks_diff(tr.last_inside[z], tr.visit_start[z]) + period + extra_ms)
         tr.visit_start[z] = None
         tr.first_inside[z] = None
 
     def _end(self, tr, t):
         for z in range(len(self.zones)):
+            # Held until it died: its time inside counts only if its coasted
+            # path left the zone within the rim the sensor sees only partly --
+            # the person walked out, unseen at the zone's edge. A track lost
+            # further inside lost its person where the sensor should see them
+            # (or they left the data there): its held time is dropped.
+            walked_out = (tr.confirmed and tr.held_ms[z] and not self.zones[z].inside(tr.x, tr.y)
+                          and tr.held_ms[z] * tr.speed() <= self.rim_mm * 1000)
+            if walked_out:
+                self.agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
             if tr.visit_start[z] is not None:
-                self._visit_end(tr, z)
+                self._visit_end(tr, z, tr.held_ms[z] if walked_out else 0)
         # classified only if its head was in view at some point (height > 0)
         if tr.confirmed and tr.events and self.agg.heights and tr.height > 0:
             self.agg.classified(tr.height)
@@ -166,4 +199,14 @@ class Pipeline:
 
     def close_interval(self, t):
         """Aggregates of the interval ending at t; visits still going on carry over."""
+        # A person held standing (the radar drops people who stand still, and
+        # picks them up when they move) counts in the interval that closes
+        # while the hold lasts; held time of anyone else waits to be settled.
+        for tr in self.tracker.tracks:
+            if tr.standing and tr.confirmed:
+                for z in range(len(self.zones)):
+                    if tr.held_ms[z] or tr.occ_peak[z]:
+                        self.agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
+                        tr.held_ms[z] = 0
+                        tr.occ_peak[z] = 0
         return self.agg.close()

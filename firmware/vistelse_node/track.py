@@ -38,7 +38,11 @@ class Track:
         self.visit_start = [None] * n_zones
         self.last_inside = [None] * n_zones
         self.first_inside = [None] * n_zones   # while still tentative
-        self.occ_peak = [0] * n_zones           # largest occupancy it was part of while tentative
+        # presence not yet known (tentative, or held after its person was
+        # lost): settled when the track is next seen confirmed, else dropped
+        self.held_ms = [0] * n_zones
+        self.occ_peak = [0] * n_zones           # largest occupancy it was part of meanwhile
+        self.here = False                       # inside the zone being evaluated (scratch)
         self.side = [0] * n_lines
         self.pending = []             # crossings seen before confirmation
         # standing still is judged from the displacement over a second, not
@@ -48,6 +52,7 @@ class Track:
         self.ref_t = t
         self.slow = False
         self.slow_since = None
+        self.standing = False         # held as a standing person the radar has lost
 
     def speed(self):
         return (self.vx * self.vx + self.vy * self.vy) ** 0.5
@@ -147,6 +152,7 @@ class Tracker:
                   and in_zone(tr.x, tr.y)):
                 alive = lost < max(p.still_hold_ms, p.grace_ms)
                 tr.vx = tr.vy = 0.0
+                tr.standing = True
             else:
                 alive = lost < p.grace_ms
                 if alive:  # coast along the last heading
@@ -180,6 +186,7 @@ class Tracker:
                 tr.vx *= 2500 / s
                 tr.vy *= 2500 / s
         tr.t = tr.t_pos = t
+        tr.standing = False
         tr.hits += 1
         span = ticks_diff(t, tr.ref_t)
         if span >= 1000:

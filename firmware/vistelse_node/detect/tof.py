@@ -40,6 +40,8 @@ class TofDetector:
         # the lowest height above the floor taken as something (and as a person)
         self.fg_mm = NOISE_SIGMAS * (NOISE_REL * self.h + NOISE_MM)
         self.r = resolution
+        # from where heads go out of view to the edge of the footprint
+        self.rim_mm = self.h * math.tan(math.radians(fov_deg / 2.0)) - HEAD_IN_VIEW_MM
         n = resolution * resolution
         self.fx = [0.0] * n
         self.fy = [0.0] * n
