@@ -10,8 +10,7 @@ from vistelse_tools import baseline, evaluate
 from vistelse_tools.recording import (RecordingError, RecordingWriter, read_recording, read_truth,
                                       tof_zone_centres, write_prediction)
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                      "shared", "recordings")
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recordings")
 MANIFEST = json.load(open(os.path.join(SHARED, "manifest.json")))["scenes"]
 
 

@@ -75,9 +75,9 @@ def replay(header, frames):
 
 
 # The ToF sees a walker entering its footprint only once enough of the body
-# is in the outermost zones' rays (up to ~0.1 m late in this body model), and
+# is in the outermost zones' rays (up to ~0.2 m late in this body model), and
 # counts the coast out of the footprint after the last frame (up to ~0.4 m).
-RIM_IN_MM = 100
+RIM_IN_MM = 200
 RIM_OUT_MM = 400
 
 

@@ -12,6 +12,10 @@ from .sensors import ld2450_frames
 
 LINE_BAND_MM = {"ld2450": 250, "vl53l5cx": 100}   # hysteresis either side of a line: radar noise is larger
 MAX_FRAME_GAP_MS = 1000
+# A stature within this of the child/adult edge gets no class: a bent head
+# (reading, looking down) lowers the top of the head by 50 mm and more, the
+# gait's rise and fall moves it +-20 mm.
+CLASS_MARGIN_MM = 50
                            # longer gaps are sensor outages, not presence
 
 
@@ -187,9 +191,12 @@ class Pipeline:
                 self.agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
             if tr.visit_start[z] is not None:
                 self._visit_end(tr, z, tr.held_ms[z] if walked_out else 0)
-        # classified only if its head was in view at some point (height > 0)
-        if tr.confirmed and tr.events and self.agg.heights and tr.height > 0:
-            self.agg.classified(tr.height)
+        # classified only if its stature was measured well, and not too close
+        # to the class edge to tell (no class rather than a wrong one)
+        if tr.confirmed and tr.events and self.agg.heights:
+            h = tr.stature()
+            if h > 0 and abs(h - aggregate.HEIGHT_EDGES_MM[1]) >= CLASS_MARGIN_MM:
+                self.agg.classified(h)
 
     def finish(self, t):
         """End every visit now (the end of a recording, or a reconfiguration)."""

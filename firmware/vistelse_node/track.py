@@ -33,7 +33,12 @@ class Track:
         self.born = t
         self.hits = 1
         self.confirmed = False
-        self.height = height
+        # stature samples (head in view, not a neighbour's shoulder): the
+        # three highest, and how many there were (stature() below)
+        self.tops = [0.0, 0.0, 0.0]
+        self.n_tops = 0
+        self.highest = 0.0            # highest surface of the person seen anywhere (lower bound)
+        self._sample(height)
         self.events = 0               # visits started or lines crossed
         self.visit_start = [None] * n_zones
         self.last_inside = [None] * n_zones
@@ -56,6 +61,45 @@ class Track:
 
     def speed(self):
         return (self.vx * self.vx + self.vy * self.vy) ** 0.5
+
+    def _sample(self, h):
+        if h <= 0:
+            return
+        tops = self.tops
+        self.n_tops += 1
+        if h > tops[2]:
+            if h > tops[0]:
+                tops[0], tops[1], tops[2] = h, tops[0], tops[1]
+            elif h > tops[1]:
+                tops[1], tops[2] = h, tops[1]
+            else:
+                tops[2] = h
+
+    def stature(self):
+        """Standing height (mm), or 0 where it was not measured well: fewer
+        than STATURE_SAMPLES frames with the head in view, or top samples
+        further apart than STATURE_SPREAD_MM (a neighbour's head taken for
+        this one's), or a higher surface of the track seen out of view. The second highest sample: one high outlier (noise, a
+        neighbour for a frame) does not count; the highest frames are those
+        in which a ray met the top of the head."""
+        tops = self.tops
+        if self.n_tops < STATURE_SAMPLES or tops[0] - tops[2] > STATURE_SPREAD_MM:
+            return 0.0
+        # A higher part of the person seen elsewhere (the side of a head out
+        # of view): what was measured below the sensor was a shoulder.
+        if self.highest > tops[1] + STATURE_SPREAD_MM:
+            return 0.0
+        return tops[1]
+
+
+# How a stature is measured from above (docs/accuracy.md): a head is in view
+# for at least half a second at a brisk walk (7 frames at 15 Hz), so three
+# samples are always there for someone who passed under the sensor; the
+# highest samples of one head differ by the gait's rise and fall (+-20 mm),
+# the ranging noise (+-16 mm at 1.1 m) and where the rays meet the round
+# of the head (up to 40 mm): more than 120 mm apart is two people.
+STATURE_SAMPLES = 3
+STATURE_SPREAD_MM = 120
 
 
 # The radar keeps reporting someone who stops for several seconds before it
@@ -197,8 +241,9 @@ class Tracker:
             elif tr.slow_since is None:
                 tr.slow_since = tr.ref_t
             tr.ref_x, tr.ref_y, tr.ref_t = tr.x, tr.y, t
-        if det[2] > tr.height:
-            tr.height = det[2]
+        tr._sample(det[2])
+        if len(det) > 3 and det[3] > tr.highest:      # ToF: the top of what was seen, in view or not
+            tr.highest = det[3]
         if not tr.confirmed and tr.hits >= self.p.confirm_hits:
             dx, dy = tr.x - tr.x0, tr.y - tr.y0
             if dx * dx + dy * dy >= self.p.confirm_move_mm * self.p.confirm_move_mm:

@@ -14,8 +14,16 @@ Metrics (docs/evaluation.md):
   edges, WAPE over bins and intervals. Intervals whose histogram the node
   withheld (fewer than min_count visits ended) are left out of both sums
   and counted;
-- height-class error likewise, for overhead ToF scenes.
+- height classes (overhead ToF), among the people the node classified:
+  per interval the true classes are scaled to the number classified, and
+  the class counts compared (WAPE); coverage is the number classified over
+  the number of people in the truth; the children's share error is the
+  mean over intervals of |predicted share - true share| (a fraction: 0.05 is
+  5 percentage points). Intervals whose classes the node withheld are left
+  out and counted.
 Across scenes the sums are added before dividing, so busy scenes weigh more.
+The spread over scenes (best, median, worst) is given beside the pooled
+figure (`spread`).
 """
 import argparse
 import glob
@@ -28,6 +36,9 @@ from vistelse_codec import DWELL_EDGES_S, HEIGHT_EDGES_MM
 from .recording import read_recording, read_truth
 
 METRICS = ("visits", "person_s", "line_in", "line_out", "dwell", "height")
+# every figure of a scene, in table order; lower is better for all but coverage
+FIGURES = ("visits", "person_s", "max_occupancy_mae", "line_in", "line_out", "dwell", "height",
+           "height_coverage", "child_share")
 
 
 def bin_counts(values, edges):
@@ -50,6 +61,10 @@ class Score:
         self.occ_n = 0
         self.withheld = {"dwell": 0, "height": 0}
         self.intervals = 0
+        self.classified = 0           # people given a height class
+        self.people = 0               # people in the truth, in intervals scored for heights
+        self.share_err = 0.0          # sum over intervals of |children's share error|
+        self.share_n = 0
 
     def add(self, other):
         for m in METRICS:
@@ -60,6 +75,10 @@ class Score:
         for k in self.withheld:
             self.withheld[k] += other.withheld[k]
         self.intervals += other.intervals
+        self.classified += other.classified
+        self.people += other.people
+        self.share_err += other.share_err
+        self.share_n += other.share_n
 
     def wape(self, metric):
         return self.err[metric] / self.true[metric] if self.true[metric] else None
@@ -67,6 +86,8 @@ class Score:
     def figures(self):
         out = {m: self.wape(m) for m in METRICS}
         out["max_occupancy_mae"] = self.occ_err / self.occ_n if self.occ_n else None
+        out["height_coverage"] = self.classified / self.people if self.people else None
+        out["child_share"] = self.share_err / self.share_n if self.share_n else None
         out["withheld"] = dict(self.withheld)
         out["intervals"] = self.intervals
         return out
@@ -107,10 +128,35 @@ def score(truth, prediction):
             if classes is None:
                 if sum(true_classes):
                     s.withheld["height"] += 1
-            else:
-                s.err["height"] += sum(abs(a - b) for a, b in zip(classes["counts"], true_classes))
-                s.true["height"] += sum(true_classes)
+            elif sum(true_classes):
+                n, n_true = sum(classes["counts"]), sum(true_classes)
+                s.classified += n
+                s.people += n_true
+                if n:
+                    scale = float(n) / n_true
+                    s.err["height"] += sum(abs(a - b * scale) for a, b in zip(classes["counts"], true_classes))
+                    s.true["height"] += n
+                    s.share_err += abs(classes["counts"][0] / float(n) - true_classes[0] / float(n_true))
+                    s.share_n += 1
     return s
+
+
+def spread(figures):
+    """Best, median and worst of each figure over scenes (None where no scene has it)."""
+    out = {}
+    for m in FIGURES:
+        values = sorted(f[m] for f in figures if f.get(m) is not None)
+        if m == "height_coverage":
+            values.reverse()                  # more coverage is better
+        out[m] = {"best": values[0], "median": median(values), "worst": values[-1],
+                  "scenes": len(values)} if values else None
+    return out
+
+
+def median(values):
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
 def scenes_in(folder):
@@ -128,35 +174,57 @@ def _pct(value):
 
 
 def table(rows, out):
-    out.write("%-28s %-9s %7s %7s %6s %7s %7s %7s %7s\n" % (
-        "scene", "sensor", "visits", "pers-s", "occMAE", "in", "out", "dwell", "height"))
+    out.write("%-28s %-9s %7s %7s %6s %7s %7s %7s %7s %7s %7s\n" % (
+        "scene", "sensor", "visits", "pers-s", "occMAE", "in", "out", "dwell", "height", "h.cov", "child"))
     for name, sensor, fig in rows:
         occ = fig["max_occupancy_mae"]
-        out.write("%-28s %-9s %7s %7s %6s %7s %7s %7s %7s\n" % (
+        out.write("%-28s %-9s %7s %7s %6s %7s %7s %7s %7s %7s %7s\n" % (
             name, sensor, _pct(fig["visits"]), _pct(fig["person_s"]), "  —" if occ is None else "%6.2f" % occ,
-            _pct(fig["line_in"]), _pct(fig["line_out"]), _pct(fig["dwell"]), _pct(fig["height"])))
+            _pct(fig["line_in"]), _pct(fig["line_out"]), _pct(fig["dwell"]), _pct(fig["height"]),
+            _pct(fig["height_coverage"]), _pp(fig["child_share"])))
+
+
+def _pp(value):
+    return "   —  " if value is None else "%4.1fpp" % (100 * value)
 
 
 def predictor(use_baseline):
+    """predict(header, frames) -> prediction dict: the pipeline or the baselines."""
     if use_baseline:
-        from .baseline import predict
+        from .baseline import predict_frames
     else:
-        from .replay import predict
-    return predict
+        from .replay import predict_frames
+    return predict_frames
+
+
+def from_files(scenes):
+    """(name, header, frames, truth) for [(name, rec_path, truth_path)], read lazily."""
+    for name, rec, truth_path in scenes:
+        header, frames = read_recording(rec)
+        yield name, header, frames, read_truth(truth_path)
 
 
 def evaluate(scenes, predict=None, pred_file=None):
-    """[(name, sensor, figures)] per scene, then per sensor and overall."""
+    """[(name, sensor, figures)] per scene, then per sensor and overall (each
+    with the spread over its scenes). scenes: [(name, rec_path, truth_path)]."""
+    if pred_file:
+        predict = lambda header, frames: read_truth(pred_file)  # noqa: E731 - one scene, a file
+    return evaluate_items(from_files(scenes), predict)
+
+
+def evaluate_items(items, predict):
+    """As evaluate(), for (name, header, frames, truth) items (simulated scenes)."""
     rows, totals = [], {}
-    for name, rec, truth_path in scenes:
-        header, _ = read_recording(rec)
-        prediction = read_truth(pred_file) if pred_file else predict(rec)
-        s = score(read_truth(truth_path), prediction)
+    for name, header, frames, truth in items:
+        s = score(truth, predict(header, frames))
         rows.append((name, header["sensor"], s.figures()))
         totals.setdefault(header["sensor"], Score()).add(s)
         totals.setdefault("all", Score()).add(s)
-    summary = [("all " + sensor if sensor != "all" else "all scenes", sensor, s.figures())
-               for sensor, s in sorted(totals.items(), key=lambda kv: kv[0] == "all")]
+    summary = []
+    for sensor, s in sorted(totals.items(), key=lambda kv: kv[0] == "all"):
+        fig = s.figures()
+        fig["spread"] = spread([f for _, sn, f in rows if sensor in ("all", sn)])
+        summary.append(("all " + sensor if sensor != "all" else "all scenes", sensor, fig))
     return rows, summary
 
 
