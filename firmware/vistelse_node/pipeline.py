@@ -99,8 +99,18 @@ class Pipeline:
             return                           # a frame from the past: ignore
         if dt > MAX_FRAME_GAP_MS:
             dt = 0
+        prev = self.t_last
         self.t_last = t
         tracks = self.tracker.update(dets, n, t, self._in_any_zone)
+        # A radar track lost in a frame in which the radar reported all its
+        # targets may be someone hidden by the three-target limit (or merged
+        # with a neighbour), not someone gone: its held time will count.
+        full = self.sensor == "ld2450" and n >= 3
+        for tr in tracks:
+            if tr.t == t:
+                tr.hidden = False
+            elif tr.t == prev:
+                tr.hidden = full
         agg = self.agg
         for tr in self.tracker.ended:
             self._end(tr, t)
@@ -180,13 +190,14 @@ class Pipeline:
 
     def _end(self, tr, t):
         for z in range(len(self.zones)):
-            # Held until it died: its time inside counts only if its coasted
-            # path left the zone within the rim the sensor sees only partly --
-            # the person walked out, unseen at the zone's edge. A track lost
-            # further inside lost its person where the sensor should see them
-            # (or they left the data there): its held time is dropped.
-            walked_out = (tr.confirmed and tr.held_ms[z] and not self.zones[z].inside(tr.x, tr.y)
-                          and tr.held_ms[z] * tr.speed() <= self.rim_mm * 1000)
+            # Held until it died: its time inside counts only if the sensor
+            # could not have shown them -- lost while the radar was full
+            # (hidden), or its coasted path left the zone within the rim the
+            # ToF sees only partly (walked out, unseen at the zone's edge).
+            # Otherwise it lost its person where the sensor should see them
+            # (or they left through a door there): its held time is dropped.
+            walked_out = tr.confirmed and tr.held_ms[z] and (tr.hidden or (
+                not self.zones[z].inside(tr.x, tr.y) and tr.held_ms[z] * tr.speed() <= self.rim_mm * 1000))
             if walked_out:
                 self.agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
             if tr.visit_start[z] is not None:
@@ -200,12 +211,17 @@ class Pipeline:
 
     def finish(self, t):
         """End every visit now (the end of a recording, or a reconfiguration)."""
+        self._settle_standing()
         for tr in self.tracker.tracks:
             self._end(tr, t)
         self.tracker.tracks = []
 
     def close_interval(self, t):
         """Aggregates of the interval ending at t; visits still going on carry over."""
+        self._settle_standing()
+        return self.agg.close()
+
+    def _settle_standing(self):
         # A person held standing (the radar drops people who stand still, and
         # picks them up when they move) counts in the interval that closes
         # while the hold lasts; held time of anyone else waits to be settled.
@@ -216,4 +232,3 @@ class Pipeline:
                         self.agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
                         tr.held_ms[z] = 0
                         tr.occ_peak[z] = 0
-        return self.agg.close()

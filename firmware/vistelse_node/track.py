@@ -48,6 +48,7 @@ class Track:
         self.held_ms = [0] * n_zones
         self.occ_peak = [0] * n_zones           # largest occupancy it was part of meanwhile
         self.here = False                       # inside the zone being evaluated (scratch)
+        self.hidden = False                     # lost while the radar was full (pipeline.py)
         self.side = [0] * n_lines
         self.pending = []             # crossings seen before confirmation
         # standing still is judged from the displacement over a second, not

@@ -228,6 +228,131 @@ def evaluate_items(items, predict):
     return rows, summary
 
 
+# --- the tables of docs/accuracy.md ----------------------------------------------------
+
+LABELS = (("visits", "visits"), ("person_s", "person-s"), ("max_occupancy_mae", "max occ. MAE"),
+          ("line_in", "line in"), ("line_out", "line out"), ("dwell", "dwell"), ("height", "height class"),
+          ("height_coverage", "height coverage"), ("child_share", "children's share"))
+GROUPS = (("all ld2450", "radar"), ("all vl53l5cx", "overhead ToF"))
+# (text, summary scope, figure, limit, at most / at least)
+TARGETS = (
+    ("radar person-seconds WAPE ≤ 12 %", "all ld2450", ("person_s",), 0.12),
+    ("ToF person-seconds WAPE ≤ 10 %", "all vl53l5cx", ("person_s",), 0.10),
+    ("ToF height-class error ≤ 12 %", "all vl53l5cx", ("height",), 0.12),
+    ("ToF height coverage ≥ 80 %", "all vl53l5cx", ("height_coverage",), -0.80),
+    ("children's share error ≤ 5 pp", "all vl53l5cx", ("child_share",), 0.05),
+    ("radar line in/out WAPE ≤ 8 %", "all ld2450", ("line_in", "line_out"), 0.08),
+    ("ToF line in/out WAPE ≤ 3 %", "all vl53l5cx", ("line_in", "line_out"), 0.03),
+    ("dwell-histogram error ≤ 12 %", "all scenes", ("dwell",), 0.12),
+)
+
+
+def shown(metric, value):
+    """A figure as docs/accuracy.md prints it."""
+    if value is None:
+        return "—"
+    if metric == "max_occupancy_mae":
+        return "%.2f" % value
+    if metric == "child_share":
+        return "%.1f pp" % (100 * value)
+    return "%.1f %%" % (100 * value)
+
+
+def compare(scenes_or_items):
+    """Pipeline and baseline on the same scenes: {method: {"scenes", "summary"}}.
+    scenes_or_items: a folder, or a function returning fresh (name, header,
+    frames, truth) items (each method reads them once)."""
+    if isinstance(scenes_or_items, str):
+        folder = scenes_or_items
+        scenes_or_items = lambda: from_files(scenes_in(folder))  # noqa: E731
+    out = {}
+    for method, use_baseline in (("pipeline", False), ("baseline", True)):
+        rows, summary = evaluate_items(scenes_or_items(), predictor(use_baseline))
+        out[method] = {"scenes": {n: f for n, _, f in rows}, "summary": {n: f for n, _, f in summary},
+                       "sensors": {n: sensor for n, sensor, _ in rows}}
+    return out
+
+
+def markdown_spread(result):
+    """Per sensor: every figure pooled, and its best, median and worst scene, ours and the baseline's."""
+    ours, base = result["pipeline"]["summary"], result["baseline"]["summary"]
+    lines = []
+    for scope, title in GROUPS:
+        if scope not in ours:
+            continue
+        lines.append("| %s | Vistelse pooled | best | median | worst | baseline pooled | best | median | worst |" % title)
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for m, label in LABELS:
+            cells = []
+            for fig in (ours[scope], base.get(scope, {})):
+                sp = (fig.get("spread") or {}).get(m)
+                cells += [shown(m, fig.get(m))] + ([shown(m, sp[k]) for k in ("best", "median", "worst")] if sp
+                                                   else ["—"] * 3)
+            lines.append("| %s | %s |" % (label, " | ".join(cells)))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def markdown_scenes(result):
+    """Every scene, ours and the baseline's."""
+    ours, base = result["pipeline"], result["baseline"]
+    lines = ["| scene | method | " + " | ".join(label for _, label in LABELS) + " |",
+             "|---|---|" + "---:|" * len(LABELS)]
+    for name in sorted(ours["scenes"], key=lambda n: (ours["sensors"][n], n)):
+        for method, res in (("Vistelse", ours), ("baseline", base)):
+            fig = res["scenes"][name]
+            lines.append("| `%s` | %s | %s |" % (name, method, " | ".join(shown(m, fig[m]) for m, _ in LABELS)))
+    return "\n".join(lines) + "\n"
+
+
+def target_verdicts(results):
+    """[(target, [measured per result], met)] for the issue's targets, and
+    the figures where ours is not at least 3x better than the baseline."""
+    rows = []
+    for text, scope, metrics, limit in TARGETS:
+        measured, met = [], True
+        for res in results:
+            fig = res["pipeline"]["summary"].get(scope, {})
+            values = [fig.get(m) for m in metrics]
+            measured.append(", ".join(shown(m, v) for m, v in zip(metrics, values)))
+            for v in values:
+                met = met and v is not None and (v <= limit if limit >= 0 else v >= -limit)
+        rows.append((text, measured, met))
+    return rows
+
+
+def not_three_times_better(result):
+    """[(scope, figure, ours, baseline)] where the baseline's pooled error is
+    less than 3x ours (figures the baseline does not measure are left out)."""
+    out = []
+    for scope, _ in GROUPS:
+        ours = result["pipeline"]["summary"].get(scope)
+        base = result["baseline"]["summary"].get(scope)
+        if not ours or not base:
+            continue
+        for m, _ in LABELS:
+            if m == "height_coverage" or ours.get(m) is None or base.get(m) is None:
+                continue
+            if base[m] < 3 * ours[m]:
+                out.append((scope, m, ours[m], base[m]))
+    return out
+
+
+def markdown_targets(results, names):
+    lines = ["| target | " + " | ".join(names) + " | met? |", "|---|" + "---|" * len(names) + "---|"]
+    for text, measured, met in target_verdicts(results):
+        lines.append("| %s | %s | %s |" % (text, " | ".join(measured), "yes" if met else "no"))
+    cells = []
+    for res in results:
+        misses = not_three_times_better(res)
+        cells.append("all" if not misses else "not: " + "; ".join(
+            "%s %s %s vs %s" % (dict(GROUPS)[scope], dict(LABELS)[m], shown(m, o), shown(m, b))
+            for scope, m, o, b in misses))
+    met = all(not not_three_times_better(res) for res in results)
+    lines.append("| every figure ≥ 3× better than the baseline | %s | %s |" % (" | ".join(cells), "yes" if met else "no"))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="vistelse evaluate", description="Compare the node's aggregates with ground truth.")
     p.add_argument("recording", help="a recording, or a folder of recordings with their truth files")
@@ -235,7 +360,24 @@ def main(argv=None):
     p.add_argument("--pred", help="a prediction file to compare instead of replaying")
     p.add_argument("--baseline", action="store_true", help="evaluate the naive baselines")
     p.add_argument("--json", help="write the figures as JSON to this file")
+    p.add_argument("--markdown", action="store_true",
+                   help="pipeline and baseline on one or two folders (RECORDING [TRUTH] are folders): "
+                        "the tables of docs/accuracy.md, and with --json their figures")
     args = p.parse_args(argv)
+    if args.markdown:
+        folders = [f for f in (args.recording, args.truth) if f]
+        if not all(os.path.isdir(f) for f in folders):
+            p.error("--markdown takes one or two folders")
+        results = {os.path.basename(os.path.normpath(f)): compare(f) for f in folders}
+        print(markdown_targets(list(results.values()), list(results)))
+        for name, result in results.items():
+            print("%s:\n" % name)
+            print(markdown_spread(result))
+            print(markdown_scenes(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1, sort_keys=True)
+        return 0
     if os.path.isdir(args.recording):
         if args.pred:
             p.error("--pred takes a single recording and its truth")

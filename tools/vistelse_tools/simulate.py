@@ -576,11 +576,14 @@ class Site:
     diagonal); arrivals_per_min the density; stay_share
     the share of people who stop in the zone for stay_s; group_sizes the
     sizes groups are drawn from (1 = alone); child_share the share of
-    children (1.00-1.35 m); head_down_mm the largest head bend drawn."""
+    children (1.00-1.35 m); head_down_mm the largest head bend drawn;
+    door_share the share of people who come out of or go into a door (or
+    the edge of what is watched) in the middle of their way, so that they
+    appear or vanish inside the zone."""
 
     def __init__(self, sensor, minutes=5, interval_s=60, speed=(1000, 1600), flow_deg=0.0, arrivals_per_min=None,
                  stay_share=0.0, stay_s=(10, 60), group_sizes=(1,), child_share=0.1, mount_mm=None,
-                 zone=None, line=None, head_down_mm=60.0, both_ways=True):
+                 zone=None, line=None, head_down_mm=60.0, both_ways=True, door_share=0.0):
         self.sensor = sensor
         self.minutes = minutes
         self.interval_s = interval_s
@@ -597,6 +600,7 @@ class Site:
         self.line = line
         self.head_down_mm = head_down_mm
         self.both_ways = both_ways
+        self.door_share = door_share
 
     def header(self):
         if self.sensor == "ld2450":
@@ -648,6 +652,15 @@ class Site:
                     person = route([pa, spot, pb], t, speed, h, pauses={1: rng.uniform(*self.stay_s)})
                 else:
                     person = walker(pa, pb, t, speed, h)
+                if rng.random() < self.door_share:
+                    # a door on the way: the first or the last part of the walk is not there
+                    w = person.waypoints
+                    f = rng.uniform(0.35, 0.65)
+                    t0, x0, y0 = w[0]
+                    t1, x1, y1 = w[-1]
+                    mid = (t0 + f * (t1 - t0), x0 + f * (x1 - x0), y0 + f * (y1 - y0))
+                    way = [mid, (t1, x1, y1)] if rng.random() < 0.5 else [(t0, x0, y0), mid]
+                    person = Person(way, h)
                 person.head_down_mm = rng.uniform(0, self.head_down_mm)
                 person.gait_phase = rng.uniform(0, 2 * math.pi)
                 scene.add(person)
@@ -672,6 +685,7 @@ def variations():
                                     line=([0, 5800], [0, 3500]))),
         ("sim_radar_line_aside", Site(R, line=([1500, 5000], [1500, 800]))),
         ("sim_radar_low_mount", Site(R, mount_mm=1000)),
+        ("sim_radar_doors", Site(R, door_share=0.5, stay_share=0.1, stay_s=(3, 10))),
         ("sim_tof_plain", Site(T)),
         ("sim_tof_low_mount", Site(T, mount_mm=2400)),
         ("sim_tof_high_mount", Site(T, mount_mm=3400)),
@@ -683,7 +697,16 @@ def variations():
         ("sim_tof_line_aside", Site(T, line=([-1200, 400], [1200, 400]))),
         ("sim_tof_door_zone", Site(T, zone=[[-600, -1000], [600, -1000], [600, 1000], [-600, 1000]])),
         ("sim_tof_children", Site(T, child_share=0.35, head_down_mm=100)),
+        ("sim_tof_doors", Site(T, door_share=0.5)),
     ]
+
+
+def variation_items(seed=1):
+    """(name, header, frames, truth) for every variation, made in memory."""
+    for k, (name, site) in enumerate(variations()):
+        header = site.header()
+        frames, true = simulate(site.scene(seed + k), header, seed + k)
+        yield name, header, frames, true
 
 
 def write_variations(folder, seed=1):
@@ -691,10 +714,7 @@ def write_variations(folder, seed=1):
     import os
     os.makedirs(folder, exist_ok=True)
     names = []
-    for k, (name, site) in enumerate(variations()):
-        header = site.header()
-        scene = site.scene(seed + k)
-        frames, true = simulate(scene, header, seed + k)
+    for name, header, frames, true in variation_items(seed):
         with RecordingWriter(os.path.join(folder, name + ".rec.jsonl.gz"), header) as rec:
             for frame in frames:
                 rec.write_frame(frame)
