@@ -46,7 +46,7 @@ from vistelse_tools.micropython import BOARD_FILES, run_micropython
 from vistelse_tools.recording import read_recording
 from vistelse_tools.replay import pipeline_for
 
-RECORDINGS = os.environ.get("VISTELSE_RECORDINGS", os.path.join(REPO_ROOT, "..", "shared", "recordings"))
+RECORDINGS = os.environ.get("VISTELSE_RECORDINGS", os.path.join(REPO_ROOT, "recordings"))
 GC_EVERY = 100            # frames between forced collections in the memory pass
 STEADY_AFTER = 1000       # frames after which the heap is taken as warmed up
 CALIBRATION_LOOP = 100000  # iterations of a plain loop, for comparing with a board
@@ -279,7 +279,7 @@ def micropython_version():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recordings", default=RECORDINGS, help="folder of recordings (default ../shared/recordings)")
+    p.add_argument("--recordings", default=RECORDINGS, help="folder of recordings (default: recordings)")
     p.add_argument("--radar", default="zara01_ld2450", help="radar scene (default: the most crowded one)")
     p.add_argument("--tof", default="hermes_corridor_vl53l5cx", help="ToF scene (default: the busiest one)")
     p.add_argument("--no-micropython", action="store_true", help="CPython only")

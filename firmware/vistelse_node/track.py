@@ -124,7 +124,7 @@ class TrackerParams:
 
 
 RADAR = TrackerParams(gate_mm=700, gate_speed_mm_s=1800, confirm_hits=3, confirm_move_mm=300,
-                      grace_ms=1500, still_speed_mm_s=250, still_hold_ms=60000)
+                      grace_ms=3000, still_speed_mm_s=250, still_hold_ms=60000)
 # Under the ToF sensor a person is in view for about a second and flickers at
 # the edges: confirm after 2 frames, bridge gaps of 0.7 s (0.9 m of walking).
 # Head positions from above are good to a few centimetres at 15 Hz, so the
