@@ -13,6 +13,7 @@ MicroPython.
 import json
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from vistelse_node.pipeline import Pipeline
@@ -198,3 +199,34 @@ def test_same_presence_accounting_under_micropython(micropython):
         if sensor == "ld2450" or vanish is not None:
             check(sensor, tuple(got), true_ms, frames_off=2 if sensor == "ld2450" else 1,
                   rim_in_mm=0 if sensor == "ld2450" else RIM_IN_MM * 1000 / speed)
+
+
+def _radar_run(frames_targets, zone=RADAR_ZONE):
+    p = Pipeline("ld2450", zones=[zone], lines=[], min_count=1)
+    for k, targets in enumerate(frames_targets):
+        p.feed_ld2450(sim.ld2450_frame(targets), 100 * k)
+    p.finish(100 * len(frames_targets))
+    return p.agg.person_ms[0]
+
+
+def test_a_track_lost_while_the_radar_is_full_keeps_its_held_time():
+    # A walks across the zone and is lost for good at frame 20 (x = 0). In
+    # one run the radar reports three other targets when A is lost (A may be
+    # hidden behind them); in the other, only one (A is gone where the radar
+    # would have shown them).
+    def frames(others):
+        out = []
+        for k in range(40):
+            targets = [(-2000 + 100 * k, 3000, 100)] if k < 20 else []
+            targets += [(-2000 + 150 * j + 30 * k, 1500 + 400 * j, 30) for j in range(others)]
+            out.append(targets[:3])
+        return out
+    hidden = _radar_run(frames(3))
+    gone = _radar_run(frames(1))
+    # the first: A's 2 s of walking seen plus the 2 s they were held (inside
+    # the zone, within the 3 s grace) until the end; the second: only the
+    # 2 s seen. The other targets' time is taken off by running them alone.
+    others_hidden = _radar_run([t[1:] if k < 20 else t for k, t in enumerate(frames(3))])
+    others_gone = _radar_run([t[1:] if k < 20 else t for k, t in enumerate(frames(1))])
+    assert gone - others_gone == pytest.approx(2000, abs=PERIOD_MS["ld2450"])
+    assert hidden - others_hidden == pytest.approx(2000 + 2000, abs=PERIOD_MS["ld2450"] * 2)

@@ -11,12 +11,11 @@ from .detect.tof import TofDetector
 from .sensors import ld2450_frames
 
 LINE_BAND_MM = {"ld2450": 250, "vl53l5cx": 100}   # hysteresis either side of a line: radar noise is larger
-MAX_FRAME_GAP_MS = 1000
+MAX_FRAME_GAP_MS = 1000                           # longer gaps are sensor outages, not presence
 # A stature within this of the child/adult edge gets no class: a bent head
 # (reading, looking down) lowers the top of the head by 50 mm and more, the
 # gait's rise and fall moves it +-20 mm.
 CLASS_MARGIN_MM = 50
-                           # longer gaps are sensor outages, not presence
 
 
 class Pipeline:

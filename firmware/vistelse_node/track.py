@@ -78,9 +78,10 @@ class Track:
 
     def stature(self):
         """Standing height (mm), or 0 where it was not measured well: fewer
-        than STATURE_SAMPLES frames with the head in view, or top samples
+        than STATURE_SAMPLES frames with the head in view, top samples
         further apart than STATURE_SPREAD_MM (a neighbour's head taken for
-        this one's), or a higher surface of the track seen out of view. The second highest sample: one high outlier (noise, a
+        this one's), or a higher surface of the track seen out of view.
+        It is the second highest sample: one high outlier (noise, a
         neighbour for a frame) does not count; the highest frames are those
         in which a ray met the top of the head."""
         tops = self.tops
