@@ -29,6 +29,7 @@ class Pipeline:
         self._dets = [[0.0, 0.0, 0.0] for _ in range(3)]
         self.detections = self._dets       # x, y, height (mm) of the last radar frame's targets
         self.reader = ld2450_frames.FrameReader()
+        self._in_zone = self._in_any_zone     # bound once, not per frame
         self.tof = None
         if sensor == "vl53l5cx":
             m = self.mount
@@ -54,7 +55,7 @@ class Pipeline:
             base = track.RADAR if self.sensor == "ld2450" else track.TOF
             params = track.TrackerParams(base.gate_mm, base.gate_speed_mm_s, base.confirm_hits,
                                          base.confirm_move_mm, base.grace_ms, base.still_speed_mm_s,
-                                         base.still_hold_ms)
+                                         base.still_hold_ms, base.max_tracks, base.full_n)
             self.tracker = track.Tracker(params, len(self.zones), len(self.lines))
             self.agg = aggregate.Aggregator(len(self.zones), len(self.lines), self.min_count,
                                             heights=self.sensor == "vl53l5cx")
@@ -98,18 +99,8 @@ class Pipeline:
             return                           # a frame from the past: ignore
         if dt > MAX_FRAME_GAP_MS:
             dt = 0
-        prev = self.t_last
         self.t_last = t
-        tracks = self.tracker.update(dets, n, t, self._in_any_zone)
-        # A radar track lost in a frame in which the radar reported all its
-        # targets may be someone hidden by the three-target limit (or merged
-        # with a neighbour), not someone gone: its held time will count.
-        full = self.sensor == "ld2450" and n >= 3
-        for tr in tracks:
-            if tr.t == t:
-                tr.hidden = False
-            elif tr.t == prev:
-                tr.hidden = full
+        tracks = self.tracker.update(dets, n, t, self._in_zone)
         agg = self.agg
         for tr in self.tracker.ended:
             self._end(tr, t)
@@ -121,45 +112,49 @@ class Pipeline:
         for z in range(len(self.zones)):
             zone = self.zones[z]
             known = 0
-            held = 0
+            held = 0                          # confirmed tracks inside, not seen
+            unknown = 0                       # tracks inside whose presence waits
             for tr in tracks:
                 inside = zone.inside(tr.x, tr.y)
-                tr.here = inside
-                seen = tr.t == t
+                if tr.t == t and tr.confirmed:
+                    if inside:
+                        known += 1
+                        tr.last_inside[z] = t
+                        if tr.visit_start[z] is None:
+                            # a visit counts once its person is seen inside, dated from
+                            # the first frame inside (tentative or coasting, too)
+                            tr.visit_start[z] = t if tr.first_inside[z] is None else tr.first_inside[z]
+                            tr.events += 1
+                            agg.visit_started(z)
+                    if tr.held_ms[z] or tr.occ_peak[z]:
+                        agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
+                        tr.held_ms[z] = 0
+                        tr.occ_peak[z] = 0
+                else:
+                    tr.here = inside
+                    if inside:
+                        unknown += 1
+                        held += tr.confirmed
+                        if tr.t == t:
+                            tr.last_inside[z] = t
                 if inside:
                     if tr.first_inside[z] is None:
                         tr.first_inside[z] = t
-                    if not seen:
-                        held += tr.confirmed
-                    else:
-                        tr.last_inside[z] = t
-                        if tr.confirmed:
-                            known += 1
-                            if tr.visit_start[z] is None:
-                                # a visit counts once its person is seen inside, dated from
-                                # the first frame inside (tentative or coasting, too)
-                                tr.visit_start[z] = tr.first_inside[z]
-                                tr.events += 1
-                                agg.visit_started(z)
                 elif tr.visit_start[z] is not None:
                     if ticks_diff(t, tr.last_inside[z]) >= aggregate.VISIT_BRIDGE_MS:
                         self._visit_end(tr, z)
                 else:
                     tr.first_inside[z] = None
             agg.occupancy(z, known, dt)
-            for tr in tracks:
-                if tr.confirmed and tr.t == t:
-                    if tr.held_ms[z] or tr.occ_peak[z]:
-                        agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
-                        tr.held_ms[z] = 0
-                        tr.occ_peak[z] = 0
-                elif tr.here:
-                    # inside, not known: the occupancy it was part of (the known,
-                    # the confirmed ones held with it, itself)
-                    tr.held_ms[z] += dt
-                    occ = known + held + (0 if tr.confirmed else 1)
-                    if occ > tr.occ_peak[z]:
-                        tr.occ_peak[z] = occ
+            if unknown:
+                for tr in tracks:
+                    if tr.here and not (tr.t == t and tr.confirmed):
+                        # inside, not known: the occupancy it was part of (the
+                        # known, the confirmed ones held with it, itself)
+                        tr.held_ms[z] += dt
+                        occ = known + held + (0 if tr.confirmed else 1)
+                        if occ > tr.occ_peak[z]:
+                            tr.occ_peak[z] = occ
         for k in range(len(self.lines)):
             line = self.lines[k]
             for tr in tracks:
