@@ -1,8 +1,8 @@
 """Presence is counted only when it is known (pipeline.py, docs/accuracy.md).
 
 A walker who passes through a zone in t seconds contributes t person-seconds,
-give or take one frame period (radar; with the radar's position noise one
-frame at each end; the ToF sees the rim of its footprint only partly: see
+give or take one frame period (radar; with the radar's position noise, a
+frame and the noise's walk at each end; the ToF sees the rim of its footprint only partly: see
 RIM_IN_MM); a walker who vanishes inside the zone (a door,
 the edge of what the sensor sees) contributes only the time they were seen,
 and nothing of the time their track was held afterwards -- within the
@@ -14,7 +14,7 @@ import json
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from vistelse_node.pipeline import Pipeline
 from vistelse_tools import simulate as sim
@@ -110,14 +110,24 @@ def test_radar_walker_contributes_their_time_in_the_zone(speed, offset, t0, seed
     check("ld2450", replay(header, frames), true_ms)
 
 
+class NoisyRadarModel(sim.RadarModel):
+    """The radar's position noise and missed frames, without its ghosts (a
+    ghost a lost track takes over is another matter, tested in test_pipeline)."""
+    ghost_per_min = 0.0
+
+
 @settings(**SETTINGS)
 @given(vanish=st.one_of(st.none(), st.floats(0.4, 0.6)), **CASES)
-def test_radar_walker_with_noise_and_misses_is_off_by_at_most_a_frame_at_each_end(speed, offset, t0, seed,
-                                                                                 reverse, vanish):
-    # position noise (2 cm + 1 % of range) moves where the track enters and
-    # leaves the zone by up to a frame's walk each; missed frames change nothing
-    header, frames, true_ms = case("ld2450", speed, offset, t0, vanish, seed, reverse)
-    check("ld2450", replay(header, frames), true_ms, frames_off=2)
+@example(vanish=0.4375, speed=500, offset=-23, t0=2.0, seed=8286, reverse=True)
+@example(vanish=None, speed=500, offset=110, t0=5.0, seed=8286, reverse=True)
+def test_radar_walker_with_noise_and_misses_is_off_by_the_noise_at_each_end(speed, offset, t0, seed, reverse, vanish):
+    # Position noise (2 cm + 1 % of range: 50 mm at 3 m, one sd) moves where
+    # the track enters and leaves the zone: by a frame and up to two sd of
+    # walking at each end. Missed frames change nothing.
+    header, frames, true_ms = case("ld2450", speed, offset, t0, vanish, seed, reverse, NoisyRadarModel)
+    noise_ms = 2 * (NoisyRadarModel.noise_mm + NoisyRadarModel.noise_rel * 3000) * 1000.0 / speed
+    period = PERIOD_MS["ld2450"]
+    check("ld2450", replay(header, frames), true_ms, frames_off=(2 * period + 2 * noise_ms) / period)
 
 
 @settings(**SETTINGS)
