@@ -277,7 +277,7 @@ def ld2450_frame(targets):
 
 
 class RadarModel:
-    """LD2450 behaviour worth testing against (see shared/recordings/README.md)."""
+    """LD2450 behaviour worth testing against (see recordings/README.md)."""
     range_mm = (300, 6000)
     half_angle_deg = 60
     merge_mm = 500          # people closer than this come out as one target
