@@ -50,11 +50,12 @@ class Person:
             if t0 <= t <= t1 and (x1 != x0 or y1 != y0):
                 d = math.hypot(x1 - x0, y1 - y0)
                 return (x1 - x0) / d, (y1 - y0) / d
+        heading = (0.0, 1.0)
         for (t0, x0, y0), (t1, x1, y1) in zip(w, w[1:]):     # standing: the last direction walked
             if (x1 != x0 or y1 != y0) and t1 <= t:
                 d = math.hypot(x1 - x0, y1 - y0)
-                hx, hy = (x1 - x0) / d, (y1 - y0) / d
-        return locals().get("hx", 0.0), locals().get("hy", 1.0)
+                heading = ((x1 - x0) / d, (y1 - y0) / d)
+        return heading
 
     @property
     def t_start(self):
