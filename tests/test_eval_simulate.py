@@ -111,3 +111,33 @@ def test_simulate_command_writes_a_readable_pair(tmp_path):
     hdr, frames = read_recording(str(tmp_path / "p.rec.jsonl.gz"))
     assert hdr["sensor"] == "vl53l5cx" and sum(1 for _ in frames) == 450
     assert read_truth(str(tmp_path / "p.truth.json"))["intervals"]
+
+
+def test_the_overhead_body_model_has_a_gait_and_a_bent_head():
+    h = header(sensor="vl53l5cx")
+    centre = 27                     # a zone next to the point below the sensor
+    fx, fy = sim.tof_zone_centres(h)[centre]
+    top = []
+    for t in [k / 15.0 for k in range(30)]:
+        walker = sim.Person([(t - 1, fx - 1300, fy), (t + 1, fx + 1300, fy)], height_mm=1700)  # at (fx, fy) now
+        body = sim.body_at(walker, t, walker.speed(t))
+        top.append(2800 - sim._ray_hit(fx, fy, 2800, body) * 2800 / (2800 ** 2 + fx ** 2 + fy ** 2) ** 0.5)
+    # the head's top rises and falls with the gait, by about +-20 mm
+    assert max(top) - min(top) == pytest.approx(2 * sim.GAIT_BOB_MM, abs=8)
+    standing = sim.Person([(0, fx, fy), (1, fx, fy)], height_mm=1700, head_down_mm=60)
+    s = sim._ray_hit(fx, fy, 2800, sim.body_at(standing, 0.5, 0.0))
+    assert 2800 - s * 2800 / (2800 ** 2 + fx ** 2 + fy ** 2) ** 0.5 < 1700 - 40      # a bent head is lower
+
+
+def test_variations_turn_the_knob_they_name():
+    items = {name: site for name, site in sim.variations()}
+    slow = items["sim_radar_slow"].scene(1)
+    assert all(500 <= p.speed(p.t_start + 0.5) <= 800 for p in slow.people if len(p.waypoints) == 2)
+    doors = items["sim_radar_doors"]
+    zone = doors.header()["zones"][0]["polygon_mm"]
+    scene = doors.scene(1)
+    inside_ends = sum(1 for p in scene.people
+                      if sim.inside(p.waypoints[0][1:], zone) or sim.inside(p.waypoints[-1][1:], zone))
+    assert inside_ends > len(scene.people) // 4        # people appear or vanish inside the zone
+    assert 5 in items["sim_radar_groups"].group_sizes
+    assert items["sim_tof_high_mount"].header()["mount"]["height_mm"] == 3400

@@ -44,6 +44,8 @@ def _good(schema):
             return "http://127.0.0.1:1"
         if pattern.startswith("^urn"):
             return "urn:x"
+        if pattern.startswith("^postgres"):
+            return "postgresql://vistelse@localhost/vistelse"
         if ":[0-9]" in pattern:
             return "127.0.0.1:9"
         return "x"
@@ -101,7 +103,8 @@ def _id(leaf):
 def test_every_key_accepts_a_good_value_and_names_itself_on_a_bad_one(tmp_path, leaf):
     path, schema, kind = leaf
     if path[-1].endswith("_file"):
-        (tmp_path / "secret").write_text("another-token-0123456789")
+        (tmp_path / "secret").write_text("postgresql://vistelse:secret@db.example/vistelse"
+                                         if path == ("store", "url_file") else "another-token-0123456789")
         good = str(tmp_path / "secret")
     elif path[-1] == "token" and path[0] == "auth":
         good = "another-token-0123456789"

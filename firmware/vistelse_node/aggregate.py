@@ -49,6 +49,12 @@ class Aggregator:
         self.person_ms[zone] += count * dt_ms
         self.peak(zone, count)
 
+    def settle(self, zone, held_ms, peak):
+        """Presence that waited until its track was seen again: held_ms of
+        person-time and the occupancy `peak` it was part of."""
+        self.person_ms[zone] += held_ms
+        self.peak(zone, peak)
+
     def peak(self, zone, count):
         """At some moment of this interval, `count` people were inside."""
         if count > self.max_occ[zone]:

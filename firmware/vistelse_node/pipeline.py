@@ -12,6 +12,10 @@ from .sensors import ld2450_frames
 
 LINE_BAND_MM = {"ld2450": 250, "vl53l5cx": 100}   # hysteresis either side of a line: radar noise is larger
 MAX_FRAME_GAP_MS = 1000                           # longer gaps are sensor outages, not presence
+# A stature within this of the child/adult edge gets no class: a bent head
+# (reading, looking down) lowers the top of the head by 50 mm and more, the
+# gait's rise and fall moves it +-20 mm.
+CLASS_MARGIN_MM = 50
 
 
 class Pipeline:
@@ -25,10 +29,16 @@ class Pipeline:
         self._dets = [[0.0, 0.0, 0.0] for _ in range(3)]
         self.detections = self._dets       # x, y, height (mm) of the last radar frame's targets
         self.reader = ld2450_frames.FrameReader()
+        self._in_zone = self._in_any_zone     # bound once, not per frame
         self.tof = None
         if sensor == "vl53l5cx":
             m = self.mount
             self.tof = TofDetector(m.get("height_mm", 2800), m.get("resolution", 8), m.get("fov_deg", 45))
+        # The rim of a zone where the sensor sees a person only partly: the
+        # ToF's zone is its footprint, and beyond HEAD_IN_VIEW_MM of the point
+        # below it only the side of a body is in view, less of it further out.
+        # A radar's zones lie inside its view: someone walking out is seen.
+        self.rim_mm = self.tof.rim_mm if self.tof else 0
         self.configure(zones, lines, min_count, still_hold_s)
 
     def configure(self, zones=None, lines=None, min_count=None, still_hold_s=None):
@@ -45,7 +55,7 @@ class Pipeline:
             base = track.RADAR if self.sensor == "ld2450" else track.TOF
             params = track.TrackerParams(base.gate_mm, base.gate_speed_mm_s, base.confirm_hits,
                                          base.confirm_move_mm, base.grace_ms, base.still_speed_mm_s,
-                                         base.still_hold_ms)
+                                         base.still_hold_ms, base.max_tracks, base.full_n)
             self.tracker = track.Tracker(params, len(self.zones), len(self.lines))
             self.agg = aggregate.Aggregator(len(self.zones), len(self.lines), self.min_count,
                                             heights=self.sensor == "vl53l5cx")
@@ -90,39 +100,61 @@ class Pipeline:
         if dt > MAX_FRAME_GAP_MS:
             dt = 0
         self.t_last = t
-        tracks = self.tracker.update(dets, n, t, self._in_any_zone)
+        tracks = self.tracker.update(dets, n, t, self._in_zone)
         agg = self.agg
         for tr in self.tracker.ended:
             self._end(tr, t)
+        # Presence is counted only when it is known: a confirmed track seen in
+        # this frame. A track's other frames inside (tentative, or held after
+        # its person was lost: grace and still-hold) wait in held_ms and
+        # occ_peak, and are settled when the track is next seen confirmed --
+        # in whatever interval that is -- or when it dies (_end).
         for z in range(len(self.zones)):
             zone = self.zones[z]
-            count = 0
+            known = 0
+            held = 0                          # confirmed tracks inside, not seen
+            unknown = 0                       # tracks inside whose presence waits
             for tr in tracks:
                 inside = zone.inside(tr.x, tr.y)
-                if inside:
-                    if tr.confirmed:
-                        count += 1
-                    if tr.visit_start[z] is None:
-                        if tr.first_inside[z] is None:
-                            tr.first_inside[z] = t
-                        if tr.confirmed:
-                            tr.visit_start[z] = tr.first_inside[z]
+                if tr.t == t and tr.confirmed:
+                    if inside:
+                        known += 1
+                        tr.last_inside[z] = t
+                        if tr.visit_start[z] is None:
+                            # a visit counts once its person is seen inside, dated from
+                            # the first frame inside (tentative or coasting, too)
+                            tr.visit_start[z] = t if tr.first_inside[z] is None else tr.first_inside[z]
                             self._event(tr)
                             agg.visit_started(z)
-                            # it was there while tentative, too (like its visit)
-                            agg.peak(z, tr.occ_peak[z])
-                            tr.occ_peak[z] = 0
-                    tr.last_inside[z] = t
-                elif tr.visit_start[z] is not None and ticks_diff(t, tr.last_inside[z]) >= aggregate.VISIT_BRIDGE_MS:
-                    self._visit_end(tr, z)
-                elif not tr.confirmed:
+                    if tr.held_ms[z] or tr.occ_peak[z]:
+                        agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
+                        tr.held_ms[z] = 0
+                        tr.occ_peak[z] = 0
+                else:
+                    tr.here = inside
+                    if inside:
+                        unknown += 1
+                        held += tr.confirmed
+                        if tr.t == t:
+                            tr.last_inside[z] = t
+                if inside:
+                    if tr.first_inside[z] is None:
+                        tr.first_inside[z] = t
+                elif tr.visit_start[z] is not None:
+                    if ticks_diff(t, tr.last_inside[z]) >= aggregate.VISIT_BRIDGE_MS:
+                        self._visit_end(tr, z)
+                else:
                     tr.first_inside[z] = None
-                    tr.occ_peak[z] = 0
-            agg.occupancy(z, count, dt)
-            # a tentative person inside adds to the occupancy they saw, once confirmed
-            for tr in tracks:
-                if not tr.confirmed and tr.first_inside[z] is not None and count + 1 > tr.occ_peak[z]:
-                    tr.occ_peak[z] = count + 1
+            agg.occupancy(z, known, dt)
+            if unknown:
+                for tr in tracks:
+                    if tr.here and not (tr.t == t and tr.confirmed):
+                        # inside, not known: the occupancy it was part of (the
+                        # known, the confirmed ones held with it, itself)
+                        tr.held_ms[z] += dt
+                        occ = known + held + (0 if tr.confirmed else 1)
+                        if occ > tr.occ_peak[z]:
+                            tr.occ_peak[z] = occ
         for k in range(len(self.lines)):
             line = self.lines[k]
             for tr in tracks:
@@ -144,31 +176,59 @@ class Pipeline:
                 del tr.pending[:]
 
     def _event(self, tr):
+        # a track's first visit or crossing: one person for the release stage's k
         if tr.events == 0:
             self.agg.person_seen()
         tr.events += 1
 
-    def _visit_end(self, tr, z):
+    def _visit_end(self, tr, z, extra_ms=0):
         # the visit lasted until the frame after the last one inside
         period = 100 if self.sensor == "ld2450" else 67
-        self.agg.visit_ended(z, ticks_diff(tr.last_inside[z], tr.visit_start[z]) + period)
+        self.agg.visit_ended(z, ticks_diff(tr.last_inside[z], tr.visit_start[z]) + period + extra_ms)
         tr.visit_start[z] = None
         tr.first_inside[z] = None
 
     def _end(self, tr, t):
         for z in range(len(self.zones)):
+            # Held until it died: its time inside counts only if the sensor
+            # could not have shown them -- lost while the radar was full
+            # (hidden), or its coasted path left the zone within the rim the
+            # ToF sees only partly (walked out, unseen at the zone's edge).
+            # Otherwise it lost its person where the sensor should see them
+            # (or they left through a door there): its held time is dropped.
+            walked_out = tr.confirmed and tr.held_ms[z] and (tr.hidden or (
+                not self.zones[z].inside(tr.x, tr.y) and tr.held_ms[z] * tr.speed() <= self.rim_mm * 1000))
+            if walked_out:
+                self.agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
             if tr.visit_start[z] is not None:
-                self._visit_end(tr, z)
-        # classified only if its head was in view at some point (height > 0)
-        if tr.confirmed and tr.events and self.agg.heights and tr.height > 0:
-            self.agg.classified(tr.height)
+                self._visit_end(tr, z, tr.held_ms[z] if walked_out else 0)
+        # classified only if its stature was measured well, and not too close
+        # to the class edge to tell (no class rather than a wrong one)
+        if tr.confirmed and tr.events and self.agg.heights:
+            h = tr.stature()
+            if h > 0 and abs(h - aggregate.HEIGHT_EDGES_MM[1]) >= CLASS_MARGIN_MM:
+                self.agg.classified(h)
 
     def finish(self, t):
         """End every visit now (the end of a recording, or a reconfiguration)."""
+        self._settle_standing()
         for tr in self.tracker.tracks:
             self._end(tr, t)
         self.tracker.tracks = []
 
     def close_interval(self, t):
         """Aggregates of the interval ending at t; visits still going on carry over."""
+        self._settle_standing()
         return self.agg.close()
+
+    def _settle_standing(self):
+        # A person held standing (the radar drops people who stand still, and
+        # picks them up when they move) counts in the interval that closes
+        # while the hold lasts; held time of anyone else waits to be settled.
+        for tr in self.tracker.tracks:
+            if tr.standing and tr.confirmed:
+                for z in range(len(self.zones)):
+                    if tr.held_ms[z] or tr.occ_peak[z]:
+                        self.agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
+                        tr.held_ms[z] = 0
+                        tr.occ_peak[z] = 0

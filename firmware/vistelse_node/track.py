@@ -33,12 +33,24 @@ class Track:
         self.born = t
         self.hits = 1
         self.confirmed = False
-        self.height = height
+        # stature samples (head in view, not a neighbour's shoulder): the
+        # three highest, and how many there were (stature() below)
+        self.tops = [0.0, 0.0, 0.0]
+        self.n_tops = 0
+        self.highest = 0.0            # highest surface of the person seen anywhere (lower bound)
+        self._sample(height)
         self.events = 0               # visits started or lines crossed
         self.visit_start = [None] * n_zones
         self.last_inside = [None] * n_zones
         self.first_inside = [None] * n_zones   # while still tentative
-        self.occ_peak = [0] * n_zones           # largest occupancy it was part of while tentative
+        # presence not yet known (tentative, or held after its person was
+        # lost): settled when the track is next seen confirmed, else dropped
+        self.held_ms = [0] * n_zones
+        self.occ_peak = [0] * n_zones           # largest occupancy it was part of meanwhile
+        self.here = False                       # inside the zone being evaluated (scratch)
+        self.hidden = False                     # lost while the radar was full (Tracker.update)
+        self.px = x                             # predicted position in this frame (Tracker.update)
+        self.py = y
         self.side = [0] * n_lines
         self.pending = []             # crossings seen before confirmation
         # standing still is judged from the displacement over a second, not
@@ -48,9 +60,50 @@ class Track:
         self.ref_t = t
         self.slow = False
         self.slow_since = None
+        self.standing = False         # held as a standing person the radar has lost
 
     def speed(self):
         return (self.vx * self.vx + self.vy * self.vy) ** 0.5
+
+    def _sample(self, h):
+        if h <= 0:
+            return
+        tops = self.tops
+        self.n_tops += 1
+        if h > tops[2]:
+            if h > tops[0]:
+                tops[0], tops[1], tops[2] = h, tops[0], tops[1]
+            elif h > tops[1]:
+                tops[1], tops[2] = h, tops[1]
+            else:
+                tops[2] = h
+
+    def stature(self):
+        """Standing height (mm), or 0 where it was not measured well: fewer
+        than STATURE_SAMPLES frames with the head in view, top samples
+        further apart than STATURE_SPREAD_MM (a neighbour's head taken for
+        this one's), or a higher surface of the track seen out of view.
+        It is the second highest sample: one high outlier (noise, a
+        neighbour for a frame) does not count; the highest frames are those
+        in which a ray met the top of the head."""
+        tops = self.tops
+        if self.n_tops < STATURE_SAMPLES or tops[0] - tops[2] > STATURE_SPREAD_MM:
+            return 0.0
+        # A higher part of the person seen elsewhere (the side of a head out
+        # of view): what was measured below the sensor was a shoulder.
+        if self.highest > tops[1] + STATURE_SPREAD_MM:
+            return 0.0
+        return tops[1]
+
+
+# How a stature is measured from above (docs/accuracy.md): a head is in view
+# for at least half a second at a brisk walk (7 frames at 15 Hz), so three
+# samples are always there for someone who passed under the sensor; the
+# highest samples of one head differ by the gait's rise and fall (+-20 mm),
+# the ranging noise (+-16 mm at 1.1 m) and where the rays meet the round
+# of the head (up to 40 mm): more than 120 mm apart is two people.
+STATURE_SAMPLES = 3
+STATURE_SPREAD_MM = 120
 
 
 # The radar keeps reporting someone who stops for several seconds before it
@@ -62,7 +115,7 @@ class TrackerParams:
     """Physical parameters, per sensor (docs/accuracy.md explains each)."""
 
     def __init__(self, gate_mm, gate_speed_mm_s, confirm_hits, confirm_move_mm, grace_ms,
-                 still_speed_mm_s, still_hold_ms, max_tracks=12):
+                 still_speed_mm_s, still_hold_ms, max_tracks=12, full_n=0):
         self.gate_mm = gate_mm                     # association radius at zero time gap
         self.gate_speed_mm_s = gate_speed_mm_s     # plus this much per second since last seen
         self.confirm_hits = confirm_hits           # detections before a track counts
@@ -71,10 +124,11 @@ class TrackerParams:
         self.still_speed_mm_s = still_speed_mm_s   # slower than this is standing still
         self.still_hold_ms = still_hold_ms         # how long a still, lost person is kept
         self.max_tracks = max_tracks
+        self.full_n = full_n                       # the most targets the sensor reports (0: no limit)
 
 
 RADAR = TrackerParams(gate_mm=700, gate_speed_mm_s=1800, confirm_hits=3, confirm_move_mm=300,
-                      grace_ms=1500, still_speed_mm_s=250, still_hold_ms=60000)
+                      grace_ms=3000, still_speed_mm_s=250, still_hold_ms=60000, full_n=3)
 # Under the ToF sensor a person is in view for about a second and flickers at
 # the edges: confirm after 2 frames, bridge gaps of 0.7 s (0.9 m of walking).
 # Head positions from above are good to a few centimetres at 15 Hz, so the
@@ -96,10 +150,9 @@ class Tracker:
         self._next_id = 1
         self._pairs = []
         self._used = bytearray(16)
-
-    def predict(self, tr, t):
-        dt = ticks_diff(t, tr.t_pos) / 1000.0
-        return tr.x + tr.vx * dt, tr.y + tr.vy * dt
+        self._matched = bytearray(params.max_tracks + 16)   # new tracks come after the matching
+        self._spare = []
+        self.t_prev = None            # time of the previous update
 
     def update(self, dets, n, t, in_zone):
         """dets[0:n] are [x, y, height]; in_zone(x, y) tells whether a point
@@ -109,54 +162,70 @@ class Tracker:
         del pairs[:]
         for ti in range(len(self.tracks)):
             tr = self.tracks[ti]
-            px, py = self.predict(tr, t)
+            # where it is now (kept for coasting below)
+            dt = ticks_diff(t, tr.t_pos) / 1000.0
+            px = tr.px = tr.x + tr.vx * dt
+            py = tr.py = tr.y + tr.vy * dt
+            if not n:
+                continue
             # a lost walker may have gone a second's walk; a person held
             # while standing is where they stood (so passers-by cannot take
             # over their track)
             lost_s = ticks_diff(t, tr.t) / 1000.0
             gate = p.gate_mm if tr.slow else p.gate_mm + p.gate_speed_mm_s * min(lost_s, 1.0)
+            gate2 = gate * gate
             for di in range(n):
                 dx = dets[di][0] - px
                 dy = dets[di][1] - py
                 d2 = dx * dx + dy * dy
-                if d2 < gate * gate:
+                if d2 < gate2:
                     # confirmed tracks first at equal distance: keep identities stable
                     pairs.append((d2 - (1 if tr.confirmed else 0), ti, di))
         pairs.sort()
         used = self._used
-        for k in range(len(used)):
+        for k in range(n):              # only detections 0..n-1 are looked at
             used[k] = 0
-        matched_tracks = set()
+        matched = self._matched
+        for k in range(len(self.tracks)):
+            matched[k] = 0
         for _, ti, di in pairs:
-            if ti in matched_tracks or used[di]:
+            if matched[ti] or used[di]:
                 continue
-            matched_tracks.add(ti)
+            matched[ti] = 1
             used[di] = 1
             self._correct(self.tracks[ti], dets[di], t)
         del self.ended[:]
-        keep = []
+        keep = self._spare               # two lists used in turn: no new list per frame
+        del keep[:]
         for ti in range(len(self.tracks)):
             tr = self.tracks[ti]
-            if ti in matched_tracks:
+            if matched[ti]:
                 keep.append(tr)
                 continue
             lost = ticks_diff(t, tr.t)
+            if tr.t == self.t_prev:
+                # lost in this frame: while the sensor reported as many targets
+                # as it can (the radar's three), they may be hidden, not gone
+                tr.hidden = p.full_n > 0 and n >= p.full_n
             if not tr.confirmed:
                 alive = lost < 300
             elif (tr.slow and ticks_diff(tr.t, tr.slow_since) >= STILL_BEFORE_DROP_MS
                   and in_zone(tr.x, tr.y)):
                 alive = lost < max(p.still_hold_ms, p.grace_ms)
                 tr.vx = tr.vy = 0.0
+                tr.standing = True
             else:
                 alive = lost < p.grace_ms
                 if alive:  # coast along the last heading
-                    tr.x, tr.y = self.predict(tr, t)
+                    tr.x, tr.y = tr.px, tr.py
                     tr.t_pos = t
             if alive:
                 keep.append(tr)
             else:
                 self.ended.append(tr)
+        self._spare = self.tracks
         self.tracks = keep
+        self.t_prev = t
         for di in range(n):
             if not used[di] and len(self.tracks) < p.max_tracks:
                 d = dets[di]
@@ -180,6 +249,7 @@ class Tracker:
                 tr.vx *= 2500 / s
                 tr.vy *= 2500 / s
         tr.t = tr.t_pos = t
+        tr.standing = False
         tr.hits += 1
         span = ticks_diff(t, tr.ref_t)
         if span >= 1000:
@@ -190,8 +260,11 @@ class Tracker:
             elif tr.slow_since is None:
                 tr.slow_since = tr.ref_t
             tr.ref_x, tr.ref_y, tr.ref_t = tr.x, tr.y, t
-        if det[2] > tr.height:
-            tr.height = det[2]
+        tr.hidden = False
+        if det[2] > 0:                                # ToF: a stature sample
+            tr._sample(det[2])
+        if len(det) > 3 and det[3] > tr.highest:      # ToF: the top of what was seen, in view or not
+            tr.highest = det[3]
         if not tr.confirmed and tr.hits >= self.p.confirm_hits:
             dx, dy = tr.x - tr.x0, tr.y - tr.y0
             if dx * dx + dy * dy >= self.p.confirm_move_mm * self.p.confirm_move_mm:

@@ -276,6 +276,8 @@ def check(doc, base="."):
     # PostgreSQL for several instances: url = "postgresql://user@host/db" (or url_file, if it holds a
     # password); without it, the SQLite file
     cfg["store"] = dict(st, path=os.path.join(state_dir, st["path"]), url=_read_secret(st, "store", "url") or "")
+    if cfg["store"]["url"] and not cfg["store"]["url"].startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store.url_file must hold a postgresql://... URL")
 
     cfg["retention"] = defaults(p["retention"], doc.get("retention", {}))
     if cfg["retention"]["raw_hours"] > 72 and not cfg["retention"]["justification"].strip():

@@ -130,15 +130,17 @@ def tof_regions(header, line):
     r = header["mount"]["resolution"]
     centres = tof_zone_centres(header)
     (ax, ay), (bx, by) = line["a_mm"], line["b_mm"]
-    # The line runs mostly along x: the regions are the two middle rows; else columns.
+    # The line runs mostly along x: the regions are the two rows either side
+    # of it (the two middle rows for a line through the point below the
+    # sensor, as in UM2600); else columns.
     along_x = abs(bx - ax) >= abs(by - ay)
-    mid = (r // 2 - 1, r // 2)
-    cells = [[i for i in range(r * r) if (i // r if along_x else i % r) == m] for m in mid]
-    right = [c for c in cells if side(centres[c[0]], line) < 0]
-    left = [c for c in cells if side(centres[c[0]], line) > 0]
-    if len(right) != 1 or len(left) != 1:
-        raise ValueError("the counting line does not pass between the two middle rows or columns")
-    return right[0], left[0]
+    for m in range(r - 1):
+        cells = [[i for i in range(r * r) if (i // r if along_x else i % r) == k] for k in (m, m + 1)]
+        right = [c for c in cells if side(centres[c[0]], line) < 0]
+        left = [c for c in cells if side(centres[c[0]], line) > 0]
+        if len(right) == 1 and len(left) == 1:
+            return right[0], left[0]
+    raise ValueError("the counting line does not pass between two rows or columns")
 
 
 def predict_vl53l5cx(header, frames):
@@ -171,8 +173,11 @@ def predict_vl53l5cx(header, frames):
     return ivs.result(last_t, with_zones=False)
 
 
-def predict(rec_path):
-    header, frames = read_recording(rec_path)
+def predict_frames(header, frames):
     if header["sensor"] == "ld2450":
         return predict_ld2450(header, frames)
     return predict_vl53l5cx(header, frames)
+
+
+def predict(rec_path):
+    return predict_frames(*read_recording(rec_path))

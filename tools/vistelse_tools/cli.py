@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": ("vistelse_tools.demo", "run the whole chain on this machine with virtual nodes"),
     "replay": ("vistelse_tools.replay", "drive the node pipeline with a recording, write predictions"),
     "evaluate": ("vistelse_tools.evaluate", "compare predictions with ground truth (WAPE, MAE)"),
+    "validate": ("vistelse_tools.validate", "leave-one-scene-out check of the pipeline's parameter choices"),
     "record": ("vistelse_tools.record", "record sensor frames from a node over USB"),
     "simulate": ("vistelse_tools.simulate", "write a simulated recording with ground truth"),
     "privacy-cost": ("vistelse_tools.privacy_cost", "accuracy and time resolution with and without the privacy guarantee"),

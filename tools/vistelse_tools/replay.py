@@ -45,6 +45,11 @@ def to_prediction(header, k, interval_ms, decoded):
 def predict(rec_path, min_count=5):
     """The prediction dict (truth schema) for a recording."""
     header, frames = read_recording(rec_path)
+    return predict_frames(header, frames, min_count)
+
+
+def predict_frames(header, frames, min_count=5):
+    """The prediction dict for a header and its frames (dicts as in a recording)."""
     interval_s = header["interval_s"]
     interval_ms = int(interval_s * 1000)
     pipe = pipeline_for(header, min_count)

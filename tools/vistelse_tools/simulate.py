@@ -30,11 +30,32 @@ VISIT_BRIDGE_S = 2.0
 
 
 class Person:
-    def __init__(self, waypoints, height_mm=1720):
+    """Someone on straight segments between waypoints. For the overhead sensor
+    the body is a few solids (body_at): `head_down_mm` is how far the top of
+    the head is below the standing height because the head is bent (reading,
+    looking down), `gait_phase` where in their stride they start."""
+
+    def __init__(self, waypoints, height_mm=1720, head_down_mm=0.0, gait_phase=0.0):
         if len(waypoints) < 2 or any(b[0] < a[0] for a, b in zip(waypoints, waypoints[1:])):
             raise ValueError("a person needs at least two waypoints in time order")
         self.waypoints = [(float(t), float(x), float(y)) for t, x, y in waypoints]
         self.height_mm = height_mm
+        self.head_down_mm = head_down_mm
+        self.gait_phase = gait_phase
+
+    def heading(self, t):
+        """Unit vector of the direction of travel at t (of the segment), (0, 1) if none."""
+        w = self.waypoints
+        for (t0, x0, y0), (t1, x1, y1) in zip(w, w[1:]):
+            if t0 <= t <= t1 and (x1 != x0 or y1 != y0):
+                d = math.hypot(x1 - x0, y1 - y0)
+                return (x1 - x0) / d, (y1 - y0) / d
+        heading = (0.0, 1.0)
+        for (t0, x0, y0), (t1, x1, y1) in zip(w, w[1:]):     # standing: the last direction walked
+            if (x1 != x0 or y1 != y0) and t1 <= t:
+                d = math.hypot(x1 - x0, y1 - y0)
+                heading = ((x1 - x0) / d, (y1 - y0) / d)
+        return heading
 
     @property
     def t_start(self):
@@ -263,6 +284,8 @@ class RadarModel:
     merge_mm = 500          # people closer than this come out as one target
     still_drop_s = 5.0      # a person standing still this long disappears
     still_speed_mm_s = 80
+    noise_mm = 20           # position noise: this plus noise_rel of the range (one sd)
+    noise_rel = 0.01
     miss_p = 0.02           # a person missed in one frame
     ghost_per_min = 0.3     # short-lived false targets
     reorder_p = 0.01        # the radar reorders its slots in a frame
@@ -311,7 +334,7 @@ def ld2450_frames(scene, header, seed=0, model=RadarModel):
         targets = []
         for m in merged[:3]:                 # the three nearest
             x, y, v = m[0] / m[3], m[1] / m[3], m[2] / m[3]
-            sigma = 20 + 0.01 * math.hypot(x, y)
+            sigma = model.noise_mm + model.noise_rel * math.hypot(x, y)
             targets.append((x + rng.gauss(0, sigma), y + rng.gauss(0, sigma), v))
         if ghost is None and rng.random() < model.ghost_per_min / 60.0 / rate:
             ghost = [t + rng.uniform(1, 10), rng.uniform(-2000, 2000), rng.uniform(800, 5000)]
@@ -336,27 +359,95 @@ def ld2450_frames(scene, header, seed=0, model=RadarModel):
         yield {"t_ms": int(round(t * 1000)), "raw": ld2450_frame(targets).hex()}
 
 
-def _ray_hit(fx, fy, height_mm, px, py, person_h, radius=220.0):
+# --- overhead body model ----------------------------------------------------------
+#
+# A person seen from above is a head, a torso and legs (anthropometric
+# proportions, scaled with standing height h; adult values at h = 1.72 m):
+# - head: a sphere of 0.1 m radius whose top is at h, lowered by the head's
+#   bend (head_down_mm) and moved forward by as much;
+# - torso: an elliptic column from the hips (0.47 h) to the shoulders
+#   (0.82 h), 0.42 m across the shoulders and 0.24 m front to back, turned to
+#   the walking direction;
+# - legs: an elliptic column up to the hips, 0.3 m across, and front to back
+#   0.2 m standing, up to a stride's spread (0.4 m) walking;
+# - gait: the body rises and falls twice per stride by +-20 mm (vertical
+#   excursion of the centre of mass in walking), at a step every 0.65 m.
+GAIT_BOB_MM = 20.0
+STEP_MM = 650.0
+
+
+def body_at(person, t, walking_speed):
+    """The solids of a person at t: (x, y, hx, hy, bob, scale, head_down, speed)."""
+    p = person.position(t)
+    if p is None:
+        return None
+    hx, hy = person.heading(t)
+    bob = 0.0
+    if walking_speed > 300:
+        bob = GAIT_BOB_MM * math.cos(2 * math.pi * (walking_speed * t / STEP_MM) + person.gait_phase)
+    return (p[0], p[1], hx, hy, bob, person.height_mm / 1720.0, person.head_down_mm, walking_speed)
+
+
+def _column_hit(ox, oy, dx, dy, cx, cy, hx, hy, a_u, a_v):
+    """First s > 0 where the ray (o + s d, horizontal part) enters the vertical
+    elliptic column centred at c, semi-axes a_u along heading h, a_v across."""
+    rx, ry = ox - cx, oy - cy
+    pu = (rx * hx + ry * hy) / a_u
+    pv = (-rx * hy + ry * hx) / a_v
+    du = (dx * hx + dy * hy) / a_u
+    dv = (-dx * hy + dy * hx) / a_v
+    a = du * du + dv * dv
+    if a < 1e-18:
+        return None
+    b = 2 * (pu * du + pv * dv)
+    c = pu * pu + pv * pv - 1
+    disc = b * b - 4 * a * c
+    if disc < 0:
+        return None
+    return (-b - math.sqrt(disc)) / (2 * a)
+
+
+def _inside_ellipse(x, y, cx, cy, hx, hy, a_u, a_v):
+    rx, ry = x - cx, y - cy
+    u = (rx * hx + ry * hy) / a_u
+    v = (-rx * hy + ry * hx) / a_v
+    return u * u + v * v <= 1
+
+
+def _ray_hit(fx, fy, height_mm, body):
     """Distance along the ray from the sensor (0, 0, H) to floor point (fx, fy)
-    at which it meets a vertical cylinder (a person), or None."""
+    at which it first meets the body, or None."""
+    px, py, hx, hy, bob, k, head_down, speed = body
     length = math.sqrt(fx * fx + fy * fy + height_mm * height_mm)
     dx, dy, dz = fx / length, fy / length, -height_mm / length
+    h = 1720.0 * k + bob
     best = None
-    # top of the head: the plane z = person_h
-    s = (person_h - height_mm) / dz
-    if s > 0 and math.hypot(dx * s - px, dy * s - py) <= radius * 0.6:
-        best = s
-    # the side of the body
-    a = dx * dx + dy * dy
-    if a > 1e-12:
-        b = -2 * (dx * px + dy * py)
-        c = px * px + py * py - radius * radius
-        disc = b * b - 4 * a * c
-        if disc >= 0:
-            s = (-b - math.sqrt(disc)) / (2 * a)
+    # head: sphere
+    r_head = 100.0 * (0.8 + 0.2 * k)
+    cx, cy = px + hx * head_down, py + hy * head_down
+    cz = h - head_down - r_head
+    ox, oy, oz = -cx, -cy, height_mm - cz
+    b = 2 * (ox * dx + oy * dy + oz * dz)
+    c = ox * ox + oy * oy + oz * oz - r_head * r_head
+    disc = b * b - 4 * c
+    if disc >= 0:
+        s = (-b - math.sqrt(disc)) / 2
+        if s > 0:
+            best = s
+    # torso and legs: elliptic columns with flat tops
+    top_torso = 0.82 * 1720.0 * k + bob
+    hips = 0.47 * 1720.0 * k + bob
+    legs_u = 100.0 + min(1.0, speed / 1300.0) * 100.0
+    for z0, z1, a_u, a_v in ((hips, top_torso, 120.0 * k, 210.0 * k), (0.0, hips, legs_u * k, 150.0 * k)):
+        s = (z1 - height_mm) / dz                                 # the top
+        if s > 0 and (best is None or s < best) and _inside_ellipse(dx * s, dy * s, px, py, hx, hy, a_u, a_v):
+            best = s
+            continue
+        s = _column_hit(0.0, 0.0, dx, dy, px, py, hx, hy, a_u, a_v)
+        if s is not None and s > 0:
             z = height_mm + dz * s
-            if s > 0 and 0 <= z <= person_h * 0.82 and (best is None or s < best):
-                best = s       # shoulders and below are wider than the head
+            if z0 <= z <= z1 and (best is None or s < best):
+                best = s
     return best
 
 
@@ -368,12 +459,19 @@ def vl53l5cx_frames(scene, header, seed=0):
     floor = [math.sqrt(x * x + y * y + h * h) for x, y in centres]
     for i in range(int(round(scene.duration_s * rate))):
         t = i / rate
-        here = [(p, person.height_mm) for person in scene.people for p in [person.position(t)] if p is not None]
+        here = [b for person in scene.people for b in [body_at(person, t, person.speed(t))] if b is not None]
         mm, status = [], []
         for z, (fx, fy) in enumerate(centres):
             d = floor[z]
-            for (px, py), ph in here:
-                s = _ray_hit(fx, fy, h, px, py, ph)
+            for body in here:
+                # the ray runs over the floor from below the sensor to (fx, fy):
+                # a body more than 0.5 m from that stretch cannot be on it
+                ex, ey = body[0], body[1]
+                along = (ex * fx + ey * fy) / (fx * fx + fy * fy + 1e-9)
+                along = 0.0 if along < 0 else (1.0 if along > 1 else along)
+                if (ex - along * fx) ** 2 + (ey - along * fy) ** 2 > 250000:
+                    continue
+                s = _ray_hit(fx, fy, h, body)
                 if s is not None and s < d:
                     d = s
             d = d * (1 + rng.gauss(0, 0.01)) + rng.gauss(0, 5)
@@ -387,9 +485,20 @@ def vl53l5cx_frames(scene, header, seed=0):
         yield {"t_ms": int(round(t * 1000)), "mm": mm, "status": status}
 
 
-def simulate(scene, header, seed=0):
+class QuietRadarModel(RadarModel):
+    """The LD2450's limits (range, three targets, merging, still people
+    dropped) without its noise, misses and ghosts: for checking accounting."""
+    noise_mm = 0
+    noise_rel = 0.0
+    miss_p = 0.0
+    ghost_per_min = 0.0
+    reorder_p = 0.0
+
+
+def simulate(scene, header, seed=0, radar_model=RadarModel):
     """(frames, truth) for the scene as the header's sensor would record it."""
-    frames = ld2450_frames(scene, header, seed) if header["sensor"] == "ld2450" else vl53l5cx_frames(scene, header, seed)
+    frames = ld2450_frames(scene, header, seed, radar_model) if header["sensor"] == "ld2450" else \
+        vl53l5cx_frames(scene, header, seed)
     return frames, truth(scene, header)
 
 
@@ -457,14 +566,178 @@ def passage_site(minutes, seed=0, interval_s=60, mean_gap_s=8.0):
     return scene, header
 
 
+# --- variations: what a new site varies -------------------------------------------------
+
+class Site:
+    """The knobs a new site turns. Distances in mm, speeds in mm/s, times in s.
+
+    flow_deg is the main walking direction against the sensor's x axis
+    (radar: 0 walks across its view, 90 toward and away from it; ToF: 0
+    along its columns, across a line through the point below it, 45
+    diagonal); arrivals_per_min the density; stay_share
+    the share of people who stop in the zone for stay_s; group_sizes the
+    sizes groups are drawn from (1 = alone); child_share the share of
+    children (1.00-1.35 m); head_down_mm the largest head bend drawn;
+    door_share the share of people who come out of or go into a door (or
+    the edge of what is watched) in the middle of their way, so that they
+    appear or vanish inside the zone."""
+
+    def __init__(self, sensor, minutes=5, interval_s=60, speed=(1000, 1600), flow_deg=0.0, arrivals_per_min=None,
+                 stay_share=0.0, stay_s=(10, 60), group_sizes=(1,), child_share=0.1, mount_mm=None,
+                 zone=None, line=None, head_down_mm=60.0, both_ways=True, door_share=0.0):
+        self.sensor = sensor
+        self.minutes = minutes
+        self.interval_s = interval_s
+        self.speed = speed
+        self.flow_deg = flow_deg
+        # a quiet street before a radar; a steady passage under a ToF
+        self.arrivals_per_min = arrivals_per_min or (6.0 if sensor == "ld2450" else 12.0)
+        self.stay_share = stay_share
+        self.stay_s = stay_s
+        self.group_sizes = group_sizes
+        self.child_share = child_share
+        self.mount_mm = mount_mm or (1800 if sensor == "ld2450" else 2800)
+        self.zone = zone
+        self.line = line
+        self.head_down_mm = head_down_mm
+        self.both_ways = both_ways
+        self.door_share = door_share
+
+    def header(self):
+        if self.sensor == "ld2450":
+            zone = self.zone or [[-2500, 800], [2500, 800], [2500, 5000], [-2500, 5000]]
+            line = self.line or ([0, 5000], [0, 800])
+            return radar_header([{"id": "area", "polygon_mm": zone}], [{"id": "gate", "a_mm": line[0], "b_mm": line[1]}],
+                                interval_s=self.interval_s, height_mm=self.mount_mm,
+                                source="vistelse simulate: site variation")
+        line = self.line or ([-1200, 0], [1200, 0])
+        h = tof_header([{"id": "passage", "a_mm": line[0], "b_mm": line[1]}], interval_s=self.interval_s,
+                       height_mm=self.mount_mm, source="vistelse simulate: site variation")
+        if self.zone:
+            h["zones"] = [{"id": "footprint", "polygon_mm": self.zone}]
+        return h
+
+    def scene(self, seed):
+        rng = random.Random(seed)
+        scene = Scene(self.minutes * 60)
+        radar = self.sensor == "ld2450"
+        # radar: 0 walks across its view (along x); ToF: 0 along its columns,
+        # across a line through the point below it (along y)
+        angle = math.radians(self.flow_deg + (0 if radar else 90))
+        ux, uy = math.cos(angle), math.sin(angle)
+        nx, ny = -uy, ux
+        # the flow passes through the middle of the zone (radar: 3 m ahead)
+        cx, cy = (0.0, 3000.0) if radar else (0.0, 0.0)
+        reach = 4800.0 if radar else 2200.0
+        spread = 1500.0 if radar else 500.0
+        t = rng.uniform(0, 3)
+        while t < self.minutes * 60 - 12:
+            size = rng.choice(self.group_sizes)
+            off = rng.uniform(-spread, spread)
+            sign = -1 if (self.both_ways and rng.random() < 0.5) else 1
+            a = (cx + nx * off - sign * ux * reach, cy + ny * off - sign * uy * reach)
+            b = (cx + nx * off + sign * ux * reach, cy + ny * off + sign * uy * reach)
+            speed = rng.uniform(*self.speed)
+            stay = rng.random() < self.stay_share
+            spacing = rng.uniform(450, 750)
+            for k in range(size):
+                o = (k - (size - 1) / 2.0) * spacing
+                behind = 0.0 if k < 3 else -700.0            # more than three walk in a second row
+                pa = (a[0] + nx * o + sign * ux * behind, a[1] + ny * o + sign * uy * behind)
+                pb = (b[0] + nx * o + sign * ux * behind, b[1] + ny * o + sign * uy * behind)
+                child = rng.random() < self.child_share
+                h = rng.uniform(1000, 1350) if child else rng.gauss(1720, 90)
+                if stay:
+                    along = rng.uniform(-0.4, 0.4) * reach       # anywhere along their way through the zone
+                    spot = (cx + nx * (off + o) + along * ux, cy + ny * (off + o) + along * uy)
+                    person = route([pa, spot, pb], t, speed, h, pauses={1: rng.uniform(*self.stay_s)})
+                else:
+                    person = walker(pa, pb, t, speed, h)
+                if rng.random() < self.door_share:
+                    # a door on the way: the first or the last part of the walk is not there
+                    w = person.waypoints
+                    f = rng.uniform(0.35, 0.65)
+                    t0, x0, y0 = w[0]
+                    t1, x1, y1 = w[-1]
+                    mid = (t0 + f * (t1 - t0), x0 + f * (x1 - x0), y0 + f * (y1 - y0))
+                    way = [mid, (t1, x1, y1)] if rng.random() < 0.5 else [(t0, x0, y0), mid]
+                    person = Person(way, h)
+                person.head_down_mm = rng.uniform(0, self.head_down_mm)
+                person.gait_phase = rng.uniform(0, 2 * math.pi)
+                scene.add(person)
+            t += rng.expovariate(self.arrivals_per_min / 60.0)
+        return scene
+
+
+def variations():
+    """[(name, Site)]: the simulated scenes of docs/accuracy.md, one knob turned
+    from a plain site at a time (and a few together where sites do)."""
+    R, T = "ld2450", "vl53l5cx"
+    return [
+        ("sim_radar_plain", Site(R)),
+        ("sim_radar_slow", Site(R, speed=(500, 800))),
+        ("sim_radar_brisk", Site(R, speed=(1500, 2000))),
+        ("sim_radar_stayers", Site(R, stay_share=0.4, stay_s=(20, 120))),
+        ("sim_radar_groups", Site(R, group_sizes=(1, 2, 3, 4, 5))),
+        ("sim_radar_at_limit", Site(R, arrivals_per_min=12, group_sizes=(1, 2))),
+        ("sim_radar_beyond_limit", Site(R, arrivals_per_min=24, group_sizes=(1, 2, 3))),
+        ("sim_radar_toward", Site(R, flow_deg=60)),
+        ("sim_radar_far_zone", Site(R, zone=[[-2000, 3500], [2000, 3500], [2000, 5800], [-2000, 5800]],
+                                    line=([0, 5800], [0, 3500]))),
+        ("sim_radar_line_aside", Site(R, line=([1500, 5000], [1500, 800]))),
+        ("sim_radar_low_mount", Site(R, mount_mm=1000)),
+        ("sim_radar_doors", Site(R, door_share=0.5, stay_share=0.1, stay_s=(3, 10))),
+        ("sim_tof_plain", Site(T)),
+        ("sim_tof_low_mount", Site(T, mount_mm=2400)),
+        ("sim_tof_high_mount", Site(T, mount_mm=3400)),
+        ("sim_tof_slow", Site(T, speed=(500, 800))),
+        ("sim_tof_brisk", Site(T, speed=(1500, 2000))),
+        ("sim_tof_pairs", Site(T, group_sizes=(1, 2, 2), child_share=0.25)),
+        ("sim_tof_busy", Site(T, arrivals_per_min=30, group_sizes=(1, 2))),
+        ("sim_tof_diagonal", Site(T, flow_deg=45)),
+        ("sim_tof_line_aside", Site(T, line=([-1200, 400], [1200, 400]))),
+        ("sim_tof_door_zone", Site(T, zone=[[-600, -1000], [600, -1000], [600, 1000], [-600, 1000]])),
+        ("sim_tof_children", Site(T, child_share=0.35, head_down_mm=100)),
+        ("sim_tof_doors", Site(T, door_share=0.5)),
+    ]
+
+
+def variation_items(seed=1):
+    """(name, header, frames, truth) for every variation, made in memory."""
+    for k, (name, site) in enumerate(variations()):
+        header = site.header()
+        frames, true = simulate(site.scene(seed + k), header, seed + k)
+        yield name, header, frames, true
+
+
+def write_variations(folder, seed=1):
+    """Write every variation as NAME.rec.jsonl.gz and NAME.truth.json in folder."""
+    import os
+    os.makedirs(folder, exist_ok=True)
+    names = []
+    for name, header, frames, true in variation_items(seed):
+        with RecordingWriter(os.path.join(folder, name + ".rec.jsonl.gz"), header) as rec:
+            for frame in frames:
+                rec.write_frame(frame)
+        with open(os.path.join(folder, name + ".truth.json"), "w") as f:
+            json.dump(true, f)
+        names.append(name)
+    return names
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="vistelse simulate", description="Write a simulated recording with its truth.")
-    p.add_argument("--scene", choices=("square", "passage"), default="square")
+    p.add_argument("--scene", choices=("square", "passage", "variations"), default="square",
+                   help="a site, or every variation of docs/accuracy.md into the folder --out")
     p.add_argument("--minutes", type=float, default=5)
     p.add_argument("--interval", type=int, default=60, help="truth interval, seconds")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="PREFIX: writes PREFIX.rec.jsonl.gz and PREFIX.truth.json")
     args = p.parse_args(argv)
+    if args.scene == "variations":
+        names = write_variations(args.out, args.seed)
+        print("%d simulated scenes in %s" % (len(names), args.out))
+        return 0
     site = square_site if args.scene == "square" else passage_site
     scene, header = site(args.minutes, args.seed, args.interval)
     frames, true = simulate(scene, header, args.seed)

@@ -30,6 +30,10 @@ HEAD_MM = 200                 # a head is about this wide: the top of one is the
                                # highest surface within this distance
 HEAD_IN_VIEW_MM = 500         # beyond this from nadir a head is out of view:
                                # the height there is a body's side, not a stature
+SHOULDER_LOW = 0.75           # shoulders are at 0.8-0.85 of the standing height:
+                               # a top between this and the neighbour's head may be a shoulder
+SHOULDER_REACH_MM = 450       # half the shoulder width (0.2-0.25 m) plus the separation
+                               # below which two tops are merged (SEPARATION_MM)
 ABSORB_MS = 30000              # something that stays put this long becomes floor
 BG_RATE = 1.0 / 64             # slow drift of the floor estimate
 
@@ -40,6 +44,8 @@ class TofDetector:
         # the lowest height above the floor taken as something (and as a person)
         self.fg_mm = NOISE_SIGMAS * (NOISE_REL * self.h + NOISE_MM)
         self.r = resolution
+        # from where heads go out of view to the edge of the footprint
+        self.rim_mm = self.h * math.tan(math.radians(fov_deg / 2.0)) - HEAD_IN_VIEW_MM
         n = resolution * resolution
         self.fx = [0.0] * n
         self.fy = [0.0] * n
@@ -197,4 +203,12 @@ class TofDetector:
         for k in range(count):
             o = out[k]
             o[2] = o[3] if o[0] * o[0] + o[1] * o[1] < HEAD_IN_VIEW_MM * HEAD_IN_VIEW_MM else 0.0
+            # a top at a taller neighbour's shoulder height, within a shoulder's
+            # reach of them, may be that shoulder: no stature from this frame
+            for j in range(count):
+                p = out[j]
+                if p[3] > o[3] > SHOULDER_LOW * p[3] and \
+                        (p[0] - o[0]) ** 2 + (p[1] - o[1]) ** 2 < SHOULDER_REACH_MM * SHOULDER_REACH_MM:
+                    o[2] = 0.0
+                    break
         return count
