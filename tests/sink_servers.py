@@ -342,6 +342,7 @@ class WebhookReceiver(_Server):
     def __init__(self):
         self.store = {}
         self.received = 0
+        self.arrivals = []       # item ids in the order they arrived, redeliveries included
         _Server.__init__(self)
 
     def handle(self, method, path, headers, body):
@@ -349,4 +350,5 @@ class WebhookReceiver(_Server):
         for item in doc["items"]:
             self.received += 1
             self.store[item["id"]] = item
+            self.arrivals.append(item["id"])
         return 200, {}, b"{}"

@@ -21,8 +21,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from sink_servers import WebhookReceiver
 from vistelse_gateway.store import open_store
-from vistelse_gateway.testing import (APP_ID, KEY, Mosquitto, SinkServer, chirpstack_uplink, cs_topic, free_port,
+from vistelse_gateway.testing import (APP_ID, KEY, Mosquitto, chirpstack_uplink, cs_topic, free_port,
                                       frame, mosquitto_path, report)
 
 TOKEN = "operator-token-0123456789"
@@ -129,7 +130,7 @@ def test_three_instances_kill_9_and_stop_lose_and_duplicate_nothing(broker, post
                                      seq + 1).SerializeToString()
             messages.append((cs_topic(eui), body, (eui.hex(), seq)))
 
-    sinks = [("hook-1", SinkServer("webhook")), ("hook-2", SinkServer("webhook"))]
+    sinks = [("hook-1", WebhookReceiver()), ("hook-2", WebhookReceiver())]
     insts = {n: Instance(n, tmp_path, url, broker, sinks) for n in "abc"}
     rnd = random.Random(13)
     try:
