@@ -26,7 +26,8 @@ import zlib
 import psycopg
 from psycopg.rows import dict_row
 
-from .base import GENESIS, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
+from .base import (GENESIS, Batch, Store, StoreError, chain_hash, check_device, downlink_outcome, hex_eui,
+                   verify_chain)
 from .sql import SqlReadModels, device_row
 
 # advisory lock keys (pg_advisory_xact_lock(bigint)): fixed, derived from names
@@ -277,15 +278,12 @@ class _PgBatch(Batch):
             self.lock_devices([eui])
         changes, keep = [], []
         for did, version in self.pending.get(eui, []):
-            if version == config_version and not rejected:
-                status = "applied"
-            elif rejected and version != config_version:
-                status = "rejected"
-            else:
+            status = downlink_outcome(version, config_version, rejected)
+            if status is None:
                 keep.append((did, version))
                 continue
             self.conn.execute("UPDATE downlinks SET status=%s, resolved_at=%s WHERE id=%s", (status, at, did))
-            changes.append({"id": did, "config_version": version, "status": status})
+            changes.append((did, version, status))
         self.pending[eui] = keep
         return changes
 

@@ -12,7 +12,8 @@ import sqlite3
 import threading
 import time
 
-from .base import GENESIS, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
+from .base import (GENESIS, Batch, Store, StoreError, chain_hash, check_device, downlink_outcome, hex_eui,
+                   verify_chain)
 from .sql import SqlReadModels, device_row
 
 SCHEMA = """
@@ -191,22 +192,11 @@ class _SqliteBatch(Batch):
         rows = self.db.execute("SELECT id, config_version FROM downlinks WHERE dev_eui=? AND status='pending'",
                                (eui,)).fetchall()
         for dl_id, version in rows:
-            status = None
-            if version == config_version:
-                status = "applied"
-            elif rejected:
-                status = "rejected"
-            elif _newer(config_version, version):
-                status = "superseded"
+            status = downlink_outcome(version, config_version, rejected)
             if status:
                 self.db.execute("UPDATE downlinks SET status=?, resolved_at=? WHERE id=?", (status, at, dl_id))
                 changes.append((dl_id, version, status))
         return changes
-
-
-def _newer(a, b):
-    """16-bit config versions: is a after b?"""
-    return 0 < ((a - b) & 0xFFFF) < 0x8000
 
 
 class SqliteStore(SqlReadModels, Store):
