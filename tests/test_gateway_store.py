@@ -230,3 +230,13 @@ def test_a_newer_configuration_on_the_node_supersedes_a_pending_downlink(stores)
     result = ingest(store, [item])[0]
     assert result["outcome"] == "accepted" and [c[2] for c in result["downlinks"]] == ["superseded"]
     assert store.downlinks()[0]["status"] == "superseded"
+
+
+def test_two_devices_cannot_share_a_network_identity(stores):
+    store = stores.open()
+    tts = {"network": "tts", "application": "vistelse@city", "tts_device_id": "node-1"}
+    store.put_device(dict(tts, dev_eui=EUIS[0].hex()), KEY, "test")
+    with pytest.raises(StoreError, match="node-1"):
+        store.put_device(dict(tts, dev_eui=EUIS[1].hex()), KEY, "test")
+    assert [d["dev_eui"] for d in store.list_devices()] == [EUIS[0].hex()]
+    assert store.verify_access_log() == dict(store.verify_access_log(), ok=True, entries=1)
