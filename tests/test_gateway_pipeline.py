@@ -269,3 +269,17 @@ def test_status_and_log_events_are_kept(gw):
     r = run(gw, "chirpstack-mqtt", cs_topic(EUI, "status", app=status.device_info.application_id),
             status.SerializeToString())
     assert r["reason"] == "application_mismatch"
+
+
+@pytest.mark.parametrize("heights", [False, True])
+def test_prepared_report_json_is_the_dicts_json(heights):
+    import json
+    from vistelse_gateway.pipeline import prepare, report_data_json
+    body = cs_json(chirpstack_uplink(EUI, frame(report(4, intervals=2, heights=heights), EUI), 9))
+    rep = prepare("chirpstack-mqtt", cs_topic(EUI), body)[2]
+    for iv, zones_json in zip(rep["intervals"], rep["zones_json"]):
+        lines = [dict(l, total_in_ext=70000) for l in iv["lines"]]
+        data = {"zones": iv["zones"], "lines": lines}
+        if "height_classes" in iv:
+            data["height_classes"] = iv["height_classes"]
+        assert report_data_json(zones_json, lines, iv) == json.dumps(data, separators=(",", ":"))

@@ -173,7 +173,7 @@ class _SqliteBatch(Batch):
             " uplink_id, f_cnt, content_hash, config_version, data, stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (r["dev_eui"], r["seq"], r["seq16"], r["span"], r["interval_s"], r["start_at"], r["end_at"],
              int(r["time_estimated"]), r["received_at"], r.get("uplink_id"), r.get("f_cnt"), r["content_hash"],
-             r.get("config_version"), json.dumps(r["data"], separators=(",", ":")), time.time()))
+             r.get("config_version"), r.get("data_json") or json.dumps(r["data"], separators=(",", ":")), time.time()))
 
     def add_event(self, r):
         self.db.execute("INSERT INTO events (at, dev_eui, kind, source, body) VALUES (?,?,?,?,?)",
