@@ -16,7 +16,7 @@ to the running gateway(s); latency publish -> stored (median, p99).
 
     .venv/bin/python benchmarks/bench_ingest.py [--messages 20000] [--devices 200] [--protobuf]
     .venv/bin/python benchmarks/bench_ingest.py --store postgres --instances 3
-    .venv/bin/python benchmarks/bench_ingest.py --profile /tmp/gw.txt     # py-spy, collapsed stacks
+    .venv/bin/python benchmarks/bench_ingest.py --profile /tmp/gw.txt     # py-spy --gil, collapsed stacks
 
 Prints one JSON line with uplinks/s, the bare drain rate, the ratio, latency and loss.
 """
@@ -205,7 +205,8 @@ class Gateways:
     def start(self):
         self.procs = [subprocess.Popen(c) for c in self.cmds]
         if self.profile:   # sample every thread and the worker processes: py-spy's collapsed stacks
-            self.spy = subprocess.Popen(["py-spy", "record", "--pid", str(self.procs[0].pid), "--subprocesses",
+            # --gil: the thread holding each process's interpreter lock, i.e. where its CPU goes
+            self.spy = subprocess.Popen(["py-spy", "record", "--gil", "--pid", str(self.procs[0].pid), "--subprocesses",
                                          "--threads", "--format", "raw", "--rate", "250", "-o", self.profile],
                                         stdout=subprocess.DEVNULL)
 

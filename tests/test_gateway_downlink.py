@@ -19,7 +19,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from vistelse_gateway import downlink_cli
 from vistelse_gateway.metrics import Metrics
 from vistelse_gateway.pipeline import Item, Pipeline
-from vistelse_gateway.store.sqlite import SqliteStore
 from vistelse_gateway.testing import (APP_ID, KEY, Mosquitto, chirpstack_uplink, cs_json, cs_topic,
                                       frame, mosquitto_path, report)
 
@@ -43,7 +42,7 @@ class FakeDeviceService(api.DeviceServiceServicer):
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, stores):
     service = FakeDeviceService()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     api.add_DeviceServiceServicer_to_server(service, server)
@@ -74,7 +73,9 @@ def setup(tmp_path):
 
     (tmp_path / "token").write_text(CS_TOKEN + "\n")
     cfg = tmp_path / "gateway.toml"
-    cfg.write_text("""
+    store_toml = ('[store]\nurl = "%s"\n' % stores.config["url"] if stores.backend == "postgres"
+                  else '[store]\npath = "%s"\n' % os.path.basename(stores.config["path"]))
+    cfg.write_text(store_toml + """
 [gateway]
 state_dir = "."
 [http]
@@ -90,12 +91,11 @@ tts_url = "http://127.0.0.1:%d"
 tts_webhook_id = "vistelse"
 tts_api_key = "NNSXS.TESTKEY"
 """ % (broker.port if broker else 1, grpc_port, tts.server_address[1]))
-    store = SqliteStore(tmp_path / "gateway.sqlite")
+    store = stores.open()
     store.put_device({"dev_eui": EUI.hex(), "network": "chirpstack", "application": APP_ID}, KEY)
     store.put_device({"dev_eui": TTS_EUI.hex(), "network": "tts", "application": "vistelse@city",
                       "tts_device_id": "node-0022"}, KEY)
     yield {"cfg": str(cfg), "store": store, "grpc": service, "pushes": pushes, "broker": broker}
-    store.close()
     server.stop(0)
     tts.shutdown()
     if broker:

@@ -219,3 +219,24 @@ def test_instances_see_each_other_through_the_database(postgres_server):
         time.sleep(0.05)
     assert a.other_instances("a") == []
     a.close()
+
+
+def test_a_newer_configuration_on_the_node_supersedes_a_pending_downlink(stores):
+    store = stores.open()
+    register(store, EUIS[:1])
+    store.add_downlink({"dev_eui": EUIS[0].hex(), "config_version": 5, "config": {"interval_s": 600}, "via": "test"})
+    item = uplink(EUIS[0], 1)
+    item.body = cs_json(chirpstack_uplink(EUIS[0], frame(report(1, config_version=7), EUIS[0]), 2))
+    result = ingest(store, [item])[0]
+    assert result["outcome"] == "accepted" and [c[2] for c in result["downlinks"]] == ["superseded"]
+    assert store.downlinks()[0]["status"] == "superseded"
+
+
+def test_two_devices_cannot_share_a_network_identity(stores):
+    store = stores.open()
+    tts = {"network": "tts", "application": "vistelse@city", "tts_device_id": "node-1"}
+    store.put_device(dict(tts, dev_eui=EUIS[0].hex()), KEY, "test")
+    with pytest.raises(StoreError, match="node-1"):
+        store.put_device(dict(tts, dev_eui=EUIS[1].hex()), KEY, "test")
+    assert [d["dev_eui"] for d in store.list_devices()] == [EUIS[0].hex()]
+    assert store.verify_access_log() == dict(store.verify_access_log(), ok=True, entries=1)

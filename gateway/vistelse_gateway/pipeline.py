@@ -8,6 +8,7 @@ kill -9 at any point loses nothing the gateway has acknowledged: the broker
 redelivers the rest and the duplicate check makes redelivery harmless.
 """
 import hashlib
+import json
 import logging
 import multiprocessing
 import queue
@@ -51,8 +52,27 @@ def prepare(kind, where, body, content_type=""):
             predecoded = exc.reason
         except Exception as exc:  # pragma: no cover - a codec bug
             predecoded = "codec error: %r" % exc
+        else:
+            # state-free work on what the frame says, done here (in the worker) rather than in
+            # the store thread; used only once the store thread has checked the tag
+            predecoded["content_hashes"] = [content_hash(iv, predecoded["interval_s"])
+                                            for iv in predecoded["intervals"]]
+            predecoded["zones_json"] = [_json(iv["zones"]) for iv in predecoded["intervals"]]
     msg.raw = b""
     return ("ok", msg, predecoded)
+
+
+def _json(value):
+    return json.dumps(value, separators=(",", ":"))
+
+
+def report_data_json(zones_json, lines, interval):
+    """The report's `data` as stored: {"zones", "lines"[, "height_classes"]} with the zones
+    already serialised -> the same text as json.dumps of the whole dict."""
+    text = '{"zones":%s,"lines":%s' % (zones_json, _json(lines))
+    if "height_classes" in interval:
+        text += ',"height_classes":%s' % _json(interval["height_classes"])
+    return text + "}"
 
 
 def _worker_init():
@@ -318,7 +338,7 @@ class Pipeline:
             offset += iv["span"]
         # nothing at or after the newest stored interval can be stored yet
         stored = batch.stored_intervals(eui, ext) if hi is not None and ext[0] <= hi else {}
-        hashes = [content_hash(iv, interval_s) for iv in report["intervals"]]
+        hashes = report.get("content_hashes") or [content_hash(iv, interval_s) for iv in report["intervals"]]
         new = []
         for seq, iv, h in zip(ext, report["intervals"], hashes):
             if seq in stored:
@@ -359,11 +379,13 @@ class Pipeline:
             data = {"zones": iv["zones"], "lines": lines}
             if "height_classes" in iv:
                 data["height_classes"] = iv["height_classes"]
+            zones_json = report["zones_json"][i] if "zones_json" in report else _json(iv["zones"])
             batch.add_report({
                 "dev_eui": eui, "seq": seq, "seq16": iv["seq"], "span": iv["span"], "interval_s": interval_s,
                 "start_at": end_at - iv["duration_s"], "end_at": end_at, "time_estimated": estimated,
                 "received_at": received, "uplink_id": uplink_id, "f_cnt": msg.f_cnt, "content_hash": h,
-                "config_version": report["status"]["config_version"], "data": data})
+                "config_version": report["status"]["config_version"], "data": data,
+                "data_json": report_data_json(zones_json, lines, iv)})
 
         newest = ext[-1]
         if hi is None or newest >= hi:

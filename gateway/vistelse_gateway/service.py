@@ -64,11 +64,15 @@ class Gateway:
         import hashlib
         with open(self.config_path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
-        last = self.store.sink_state("_gateway", "config_sha256")
+        key = "config_sha256"
+        if self.cfg["store"].get("url"):      # several instances, each with its own file, share the store
+            key += "/" + self.cfg["gateway"]["instance"]
+        last = self.store.sink_state("_gateway", key)
         if last != digest:
             self.store.log_access("service", "config.change" if last else "config.first",
-                                  {"file": os.path.basename(self.config_path), "sha256": digest, "previous": last})
-            self.store.sink_state("_gateway", "config_sha256", digest)
+                                  {"file": os.path.basename(self.config_path), "sha256": digest, "previous": last,
+                                   "instance": self.cfg["gateway"]["instance"]})
+            self.store.sink_state("_gateway", key, digest)
         return digest
 
     def start(self):

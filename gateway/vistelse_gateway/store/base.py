@@ -57,6 +57,19 @@ def verify_chain(rows):
     return {"ok": True, "entries": n, "head": prev, "first_bad": None, "problem": ""}
 
 
+def downlink_outcome(pending_version, config_version, rejected):
+    """What an uplink reporting `config_version` (and the config_rejected flag) means for a
+    pending downlink of `pending_version`: 'applied', 'rejected', 'superseded' or None (still
+    pending). Versions are 16-bit and wrap."""
+    if pending_version == config_version:
+        return "applied"
+    if rejected:
+        return "rejected"
+    if 0 < ((config_version - pending_version) & 0xFFFF) < 0x8000:
+        return "superseded"       # the node runs a newer configuration than this one
+    return None
+
+
 def check_device(device, key):
     """Registry input checks shared by the backends -> the dev_eui (lowercase hex)."""
     eui = hex_eui(device["dev_eui"])

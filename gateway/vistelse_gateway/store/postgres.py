@@ -26,8 +26,8 @@ import zlib
 import psycopg
 from psycopg.rows import dict_row
 
-from .base import GENESIS, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
-from .sql import SqlReadModels, device_row
+from .base import Batch, Store, StoreError, downlink_outcome, hex_eui
+from .sql import SqlReadModels, SqlWrites, device_row
 
 # advisory lock keys (pg_advisory_xact_lock(bigint)): fixed, derived from names
 LOCK_ACCESS_LOG = zlib.crc32(b"vistelse.access_log")
@@ -261,7 +261,7 @@ class _PgBatch(Batch):
         self.rows[COPY_REPORT].append(
             (self._next_id("reports_id_seq"), r["dev_eui"], r["seq"], r["seq16"], r["span"], r["interval_s"], r["start_at"], r["end_at"],
              int(r["time_estimated"]), r["received_at"], r.get("uplink_id"), r.get("f_cnt"), r["content_hash"],
-             r.get("config_version"), _dumps(r["data"]), time.time()))
+             r.get("config_version"), r.get("data_json") or _dumps(r["data"]), time.time()))
 
     def add_event(self, r):
         self.rows[SQL_EVENT].append((r["at"], r.get("dev_eui"), r["kind"], r.get("source"), json.dumps(r.get("body") or {})))
@@ -277,20 +277,29 @@ class _PgBatch(Batch):
             self.lock_devices([eui])
         changes, keep = [], []
         for did, version in self.pending.get(eui, []):
-            if version == config_version and not rejected:
-                status = "applied"
-            elif rejected and version != config_version:
-                status = "rejected"
-            else:
+            status = downlink_outcome(version, config_version, rejected)
+            if status is None:
                 keep.append((did, version))
                 continue
             self.conn.execute("UPDATE downlinks SET status=%s, resolved_at=%s WHERE id=%s", (status, at, did))
-            changes.append({"id": did, "config_version": version, "status": status})
+            changes.append((did, version, status))
         self.pending[eui] = keep
         return changes
 
 
-class PostgresStore(SqlReadModels, Store):
+class _Qmark:
+    """`?` placeholders on a psycopg connection, for the SQL shared with SQLite (store/sql.py)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, args=()):
+        return self.conn.execute(sql.replace("%", "%%").replace("?", "%s"), args)
+
+
+class PostgresStore(SqlReadModels, SqlWrites, Store):
+    integrity_errors = (psycopg.errors.UniqueViolation,)
+
     def __init__(self, url, migrate=False, connect_timeout=10, instance=None):
         self.url = url
         # visible to the other instances in pg_stat_activity (other_instances)
@@ -353,8 +362,19 @@ class PostgresStore(SqlReadModels, Store):
         return sorted(r["a"].split("/", 1)[1] for r in rows)
 
     def _fetch(self, sql, args=()):
-        # the shared read models write `?`; psycopg's placeholder is %s (and % is its escape)
-        return self._conn().execute(sql.replace("%", "%%").replace("?", "%s"), args).fetchall()
+        return _Qmark(self._conn()).execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def _sql_tx(self):
+        with self._tx() as conn:
+            yield _Qmark(conn)
+
+    def _lock_log(self, db):
+        # serialised across instances: one head, consecutive ids (released with the transaction)
+        db.execute("SELECT pg_advisory_xact_lock(?)", (LOCK_ACCESS_LOG,))
+
+    def _lock_device(self, db, eui):
+        db.execute("SELECT 1 FROM devices WHERE dev_eui=? FOR NO KEY UPDATE", (eui,))
 
     # -- schema -------------------------------------------------------------
     def schema_version(self):
@@ -384,52 +404,9 @@ class PostgresStore(SqlReadModels, Store):
         return applied
 
     # -- registry ----------------------------------------------------------
-    def put_device(self, device, key=None, actor="system"):
-        now = time.time()
-        eui = check_device(device, key)
-        with self._tx() as conn:
-            exists = conn.execute("SELECT 1 FROM devices WHERE dev_eui=%s", (eui,)).fetchone()
-            if not exists and key is None:
-                raise StoreError("a new device needs its 32-byte tag key")
-            try:
-                conn.execute(
-                    "INSERT INTO devices (dev_eui, name, site, network, application, tts_device_id, status, meta,"
-                    " register, created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s::jsonb,%s,%s)"
-                    " ON CONFLICT (dev_eui) DO UPDATE SET name=excluded.name, site=excluded.site,"
-                    " network=excluded.network, application=excluded.application,"
-                    " tts_device_id=excluded.tts_device_id, status=excluded.status, meta=excluded.meta,"
-                    " register=excluded.register, updated_at=excluded.updated_at",
-                    (eui, device.get("name", ""), device.get("site", ""), device["network"], device["application"],
-                     device.get("tts_device_id"), device.get("status", "active"),
-                     json.dumps(device.get("meta") or {}), json.dumps(device.get("register") or {}), now, now))
-            except psycopg.errors.UniqueViolation:
-                raise StoreError("another device already has application %r and device id %r"
-                                 % (device["application"], device.get("tts_device_id"))) from None
-            if key is not None:
-                conn.execute("INSERT INTO device_keys VALUES (%s, %s) ON CONFLICT (dev_eui) DO UPDATE"
-                              " SET key = excluded.key", (eui, bytes(key)))
-            self._bump_registry(conn)
-            self._append_log(conn, actor, "device.put" if exists else "device.add",
-                             {"dev_eui": eui, "key_changed": key is not None,
-                              "status": device.get("status", "active")})
-
-    def set_device_status(self, dev_eui, status, actor):
-        if status not in ("active", "retired"):
-            raise StoreError("status must be active or retired")
-        with self._tx() as conn:
-            n = conn.execute("UPDATE devices SET status=%s, updated_at=%s WHERE dev_eui=%s",
-                             (status, time.time(), hex_eui(dev_eui))).rowcount
-            if not n:
-                raise StoreError("no device %s" % hex_eui(dev_eui))
-            self._bump_registry(conn)
-            self._append_log(conn, actor, "device.status", {"dev_eui": hex_eui(dev_eui), "status": status})
-
     def device_key(self, dev_eui):
         row = self._conn().execute("SELECT key FROM device_keys WHERE dev_eui=%s", (hex_eui(dev_eui),)).fetchone()
         return bytes(row["key"]) if row else None
-
-    def _bump_registry(self, conn):
-        conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key='registry_generation'")
 
     # -- ingest -------------------------------------------------------------
     @contextlib.contextmanager
@@ -537,78 +514,3 @@ class PostgresStore(SqlReadModels, Store):
             out[sink] = {"depth": row["depth"], "age_s": (now - row["oldest"]) if row["oldest"] else 0.0,
                          "dead": dead, "position": delivered["n"] if delivered else 0}
         return out
-
-    def sink_state(self, sink, key, value=None):
-        conn = self._conn()
-        if value is None:
-            row = conn.execute("SELECT value FROM sink_state WHERE sink=%s AND key=%s", (sink, key)).fetchone()
-            return json.loads(row["value"]) if row else None
-        with self._tx() as conn:
-            conn.execute("INSERT INTO sink_state VALUES (%s,%s,%s) ON CONFLICT (sink, key) DO UPDATE"
-                         " SET value = excluded.value", (sink, key, json.dumps(value)))
-        return value
-
-    # -- retention ----------------------------------------------------------
-    def purge(self, raw_before):
-        with self._tx() as conn:
-            n_raw = conn.execute("DELETE FROM uplinks WHERE received_at < %s", (raw_before,)).rowcount
-            n_q = conn.execute("UPDATE quarantine SET body=NULL WHERE at < %s AND body IS NOT NULL",
-                               (raw_before,)).rowcount
-            n_ev = conn.execute("DELETE FROM events WHERE at < %s AND kind='log'", (raw_before,)).rowcount
-        return {"uplinks": n_raw, "quarantine_bodies": n_q, "log_events": n_ev}
-
-    def purge_quarantine(self, before, max_bytes):
-        size = "coalesce(octet_length(body), 0) + octet_length(coalesce(detail, ''))"
-        with self._tx() as conn:
-            n_old = conn.execute("DELETE FROM quarantine WHERE at < %s", (before,)).rowcount
-            total = conn.execute("SELECT coalesce(sum(%s), 0) AS n FROM quarantine" % size).fetchone()["n"]
-            n_big = 0
-            if total > max_bytes:
-                # the oldest rows go first, as on SQLite
-                n_big = conn.execute(
-                    "DELETE FROM quarantine WHERE id IN (SELECT id FROM (SELECT id, sum(%s) OVER (ORDER BY id)"
-                    " AS upto FROM quarantine) q WHERE upto - %%s < %%s)" % size,
-                    (total, max_bytes)).rowcount
-        return {"old": n_old, "over_size": n_big}
-
-    # -- downlinks ----------------------------------------------------------
-    def add_downlink(self, row):
-        eui = hex_eui(row["dev_eui"])
-        status = row.get("status", "pending")
-        with self._tx() as conn:
-            # the device row lock orders this against a batch settling the same device's downlinks
-            conn.execute("SELECT 1 FROM devices WHERE dev_eui=%s FOR NO KEY UPDATE", (eui,))
-            did = conn.execute("INSERT INTO downlinks (dev_eui, config_version, config, via, status, created_at,"
-                               " detail) VALUES (%s,%s,%s::jsonb,%s,%s,%s,%s) RETURNING id",
-                               (eui, row["config_version"], json.dumps(row["config"]), row["via"], status,
-                                time.time(), row.get("detail", ""))).fetchone()["id"]
-            if status == "pending":
-                # an older pending configuration is replaced by this one
-                conn.execute("UPDATE downlinks SET status='superseded', resolved_at=%s WHERE dev_eui=%s AND"
-                             " status='pending' AND id<>%s", (time.time(), eui, did))
-            self._append_log(conn, row.get("actor", "cli"), "downlink.enqueue",
-                             {"dev_eui": eui, "config_version": row["config_version"], "via": row["via"],
-                              "status": status})
-            return did
-
-    # -- access log ---------------------------------------------------------
-    def _append_log(self, conn, actor, action, detail):
-        # serialised across instances: one head, consecutive ids (the lock ends with the transaction)
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ACCESS_LOG,))
-        last = conn.execute("SELECT id, hash FROM access_log ORDER BY id DESC LIMIT 1").fetchone()
-        prev = last["hash"] if last else GENESIS
-        entry_id = (last["id"] if last else 0) + 1
-        at = time.time()
-        detail_text = json.dumps(detail, sort_keys=True, separators=(",", ":"))
-        digest = chain_hash(prev, entry_id, at, actor, action, detail_text)
-        conn.execute("INSERT INTO access_log (id, at, actor, action, detail, prev_hash, hash)"
-                     " VALUES (%s,%s,%s,%s,%s,%s,%s)", (entry_id, at, actor, action, detail_text, prev, digest))
-        return digest
-
-    def log_access(self, actor, action, detail):
-        with self._tx() as conn:
-            return self._append_log(conn, actor, action, detail)
-
-    def verify_access_log(self):
-        with self._conn().cursor() as cur:
-            return verify_chain(cur.execute("SELECT * FROM access_log ORDER BY id"))

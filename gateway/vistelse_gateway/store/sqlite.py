@@ -12,8 +12,8 @@ import sqlite3
 import threading
 import time
 
-from .base import GENESIS, Batch, Store, StoreError, chain_hash, check_device, hex_eui, verify_chain
-from .sql import SqlReadModels, device_row
+from .base import Batch, Store, StoreError, downlink_outcome, hex_eui
+from .sql import SqlReadModels, SqlWrites, device_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -173,7 +173,7 @@ class _SqliteBatch(Batch):
             " uplink_id, f_cnt, content_hash, config_version, data, stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (r["dev_eui"], r["seq"], r["seq16"], r["span"], r["interval_s"], r["start_at"], r["end_at"],
              int(r["time_estimated"]), r["received_at"], r.get("uplink_id"), r.get("f_cnt"), r["content_hash"],
-             r.get("config_version"), json.dumps(r["data"], separators=(",", ":")), time.time()))
+             r.get("config_version"), r.get("data_json") or json.dumps(r["data"], separators=(",", ":")), time.time()))
 
     def add_event(self, r):
         self.db.execute("INSERT INTO events (at, dev_eui, kind, source, body) VALUES (?,?,?,?,?)",
@@ -191,25 +191,16 @@ class _SqliteBatch(Batch):
         rows = self.db.execute("SELECT id, config_version FROM downlinks WHERE dev_eui=? AND status='pending'",
                                (eui,)).fetchall()
         for dl_id, version in rows:
-            status = None
-            if version == config_version:
-                status = "applied"
-            elif rejected:
-                status = "rejected"
-            elif _newer(config_version, version):
-                status = "superseded"
+            status = downlink_outcome(version, config_version, rejected)
             if status:
                 self.db.execute("UPDATE downlinks SET status=?, resolved_at=? WHERE id=?", (status, at, dl_id))
                 changes.append((dl_id, version, status))
         return changes
 
 
-def _newer(a, b):
-    """16-bit config versions: is a after b?"""
-    return 0 < ((a - b) & 0xFFFF) < 0x8000
+class SqliteStore(SqlReadModels, SqlWrites, Store):
+    integrity_errors = (sqlite3.IntegrityError,)
 
-
-class SqliteStore(SqlReadModels, Store):
     def __init__(self, path, synchronous="full"):
         self.path = str(path)
         if synchronous.lower() not in ("full", "normal", "extra"):
@@ -276,6 +267,9 @@ class SqliteStore(SqlReadModels, Store):
     def _fetch(self, sql, args=()):
         return [dict(r) for r in self._conn().execute(sql, args)]
 
+    def _sql_tx(self):
+        return self._tx()       # BEGIN IMMEDIATE: one writer at a time, log appends included
+
     # -- schema -------------------------------------------------------------
     def schema_version(self):
         db = self._conn()
@@ -302,40 +296,6 @@ class SqliteStore(SqlReadModels, Store):
         return applied
 
     # -- registry ----------------------------------------------------------
-    def put_device(self, device, key=None, actor="system"):
-        now = time.time()
-        eui = check_device(device, key)
-        with self._tx() as db:
-            exists = db.execute("SELECT 1 FROM devices WHERE dev_eui=?", (eui,)).fetchone()
-            if not exists and key is None:
-                raise StoreError("a new device needs its 32-byte tag key")
-            db.execute(
-                "INSERT INTO devices (dev_eui, name, site, network, application, tts_device_id, status, meta, register,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (dev_eui) DO UPDATE SET"
-                " name=excluded.name, site=excluded.site, network=excluded.network, application=excluded.application,"
-                " tts_device_id=excluded.tts_device_id, status=excluded.status, meta=excluded.meta,"
-                " register=excluded.register, updated_at=excluded.updated_at",
-                (eui, device.get("name", ""), device.get("site", ""), device["network"], device["application"],
-                 device.get("tts_device_id"), device.get("status", "active"),
-                 json.dumps(device.get("meta") or {}), json.dumps(device.get("register") or {}), now, now))
-            if key is not None:
-                db.execute("INSERT OR REPLACE INTO device_keys VALUES (?, ?)", (eui, bytes(key)))
-            self._bump_registry(db)
-            self._append_log(db, actor, "device.put" if exists else "device.add",
-                             {"dev_eui": eui, "key_changed": key is not None,
-                              "status": device.get("status", "active")})
-
-    def set_device_status(self, dev_eui, status, actor):
-        if status not in ("active", "retired"):
-            raise StoreError("status must be active or retired")
-        with self._tx() as db:
-            n = db.execute("UPDATE devices SET status=?, updated_at=? WHERE dev_eui=?",
-                           (status, time.time(), _hex(dev_eui))).rowcount
-            if not n:
-                raise StoreError("no device %s" % _hex(dev_eui))
-            self._bump_registry(db)
-            self._append_log(db, actor, "device.status", {"dev_eui": _hex(dev_eui), "status": status})
-
     def device_key(self, dev_eui):
         return _SqliteBatch(self._conn()).device_key(dev_eui)
 
@@ -350,10 +310,6 @@ class SqliteStore(SqlReadModels, Store):
         except BaseException:
             self._states.clear()       # the cache may hold states of the rolled-back batch
             raise
-
-    def _bump_registry(self, db):
-        db.execute("INSERT INTO meta (key, value) VALUES ('registry_generation', '1') ON CONFLICT (key) DO UPDATE"
-                   " SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
 
     # -- outbox -------------------------------------------------------------
     def _cursor(self, db, sink):
@@ -401,73 +357,3 @@ class SqliteStore(SqlReadModels, Store):
             out[sink] = {"depth": depth, "age_s": (now - oldest[0]) if oldest else 0.0, "dead": dead,
                          "position": pos}
         return out
-
-    def sink_state(self, sink, key, value=None):
-        db = self._conn()
-        if value is None:
-            row = db.execute("SELECT value FROM sink_state WHERE sink=? AND key=?", (sink, key)).fetchone()
-            return json.loads(row[0]) if row else None
-        with self._tx(db):
-            db.execute("INSERT OR REPLACE INTO sink_state VALUES (?,?,?)", (sink, key, json.dumps(value)))
-        return value
-
-    # -- retention ----------------------------------------------------------
-    def purge(self, raw_before):
-        with self._tx() as db:
-            n_raw = db.execute("DELETE FROM uplinks WHERE received_at < ?", (raw_before,)).rowcount
-            n_q = db.execute("UPDATE quarantine SET body=NULL WHERE at < ? AND body IS NOT NULL",
-                             (raw_before,)).rowcount
-            n_ev = db.execute("DELETE FROM events WHERE at < ? AND kind='log'", (raw_before,)).rowcount
-        return {"uplinks": n_raw, "quarantine_bodies": n_q, "log_events": n_ev}
-
-    def purge_quarantine(self, before, max_bytes):
-        size = "coalesce(length(body), 0) + length(coalesce(detail, ''))"
-        with self._tx() as db:
-            n_old = db.execute("DELETE FROM quarantine WHERE at < ?", (before,)).rowcount
-            total = db.execute("SELECT coalesce(sum(%s), 0) FROM quarantine" % size).fetchone()[0]
-            n_big = 0
-            if total > max_bytes:
-                excess, cut = total - max_bytes, None
-                for row_id, n in db.execute("SELECT id, %s FROM quarantine ORDER BY id" % size):
-                    excess -= n
-                    cut = row_id
-                    if excess <= 0:
-                        break
-                n_big = db.execute("DELETE FROM quarantine WHERE id <= ?", (cut,)).rowcount
-        return {"old": n_old, "over_size": n_big}
-
-    # -- downlinks ----------------------------------------------------------
-    def add_downlink(self, row):
-        with self._tx() as db:
-            cur = db.execute("INSERT INTO downlinks (dev_eui, config_version, config, via, status, created_at, detail)"
-                             " VALUES (?,?,?,?,?,?,?)",
-                             (_hex(row["dev_eui"]), row["config_version"], json.dumps(row["config"]), row["via"],
-                              row.get("status", "pending"), time.time(), row.get("detail", "")))
-            if row.get("status", "pending") == "pending":
-                # an older pending configuration is replaced by this one
-                db.execute("UPDATE downlinks SET status='superseded', resolved_at=? WHERE dev_eui=? AND"
-                           " status='pending' AND id<>?", (time.time(), _hex(row["dev_eui"]), cur.lastrowid))
-            self._append_log(db, row.get("actor", "cli"), "downlink.enqueue",
-                             {"dev_eui": _hex(row["dev_eui"]), "config_version": row["config_version"],
-                              "via": row["via"], "status": row.get("status", "pending")})
-            return cur.lastrowid
-
-    # -- access log ---------------------------------------------------------
-    def _append_log(self, db, actor, action, detail):
-        prev = db.execute("SELECT hash FROM access_log ORDER BY id DESC LIMIT 1").fetchone()
-        prev = prev[0] if prev else GENESIS
-        entry_id = (db.execute("SELECT max(id) FROM access_log").fetchone()[0] or 0) + 1
-        at = time.time()
-        detail_text = json.dumps(detail, sort_keys=True, separators=(",", ":"))
-        digest = chain_hash(prev, entry_id, at, actor, action, detail_text)
-        db.execute("INSERT INTO access_log (id, at, actor, action, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
-                   (entry_id, at, actor, action, detail_text, prev, digest))
-        return digest
-
-    def log_access(self, actor, action, detail):
-        with self._tx() as db:
-            return self._append_log(db, actor, action, detail)
-
-    def verify_access_log(self):
-        """-> {'ok': bool, 'entries': n, 'head': hash, 'first_bad': id or None, 'problem': text}"""
-        return verify_chain(self._conn().execute("SELECT * FROM access_log ORDER BY id"))
