@@ -22,7 +22,7 @@ def exported(tmp_path):
 
     class Sink:
         name = "web"
-    text = metrics_mod.render(m, store, [Sink()])
+    text = metrics_mod.render(m, store, [Sink()]).decode()
     store.close()
     return set(re.findall(r"^# HELP (\S+)", text, re.M))
 

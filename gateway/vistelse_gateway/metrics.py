@@ -17,18 +17,24 @@ prometheus_client.disable_created_metrics()
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
-HELP = {
-    "vistelse_gateway_uplinks_total": "Uplinks processed, by outcome (accepted, duplicate, rejected, ignored).",
-    "vistelse_gateway_messages_total": "Other network-server messages (join, status, log, ack...), by outcome.",
-    "vistelse_gateway_rejections_total": "Rejected (quarantined) messages, by reason.",
-    "vistelse_gateway_events_total": "Network events kept, by kind (join, status, log).",
-    "vistelse_gateway_intervals_stored_total": "Report intervals committed.",
-    "vistelse_gateway_warnings_total": "Accepted uplinks with a warning, by kind.",
-    "vistelse_gateway_store_errors_total": "Failed store commits (the batch is retried, nothing is acknowledged).",
-    "vistelse_gateway_sink_deliveries_total": "Reports delivered, by sink.",
-    "vistelse_gateway_sink_failures_total": "Failed delivery attempts, by sink and reason.",
-    "vistelse_gateway_mqtt_connections_total": "MQTT (re)connections, by source.",
-    "vistelse_gateway_http_ingest_total": "HTTP ingest requests, by outcome (committed, spooled, refused).",
+# every counter the gateway keeps: help text and label names. All are declared at start, so a
+# scrape lists each (with no samples until it first counts) and dashboards and alerts can rely on them
+COUNTERS = {
+    "vistelse_gateway_uplinks_total": ("Uplinks processed, by outcome (accepted, duplicate, rejected, ignored).",
+                                       ("outcome",)),
+    "vistelse_gateway_messages_total": ("Other network-server messages (join, status, log, ack...), by outcome.",
+                                        ("outcome",)),
+    "vistelse_gateway_rejections_total": ("Rejected (quarantined) messages, by reason.", ("reason",)),
+    "vistelse_gateway_events_total": ("Network events kept, by kind (join, status, log).", ("kind",)),
+    "vistelse_gateway_intervals_stored_total": ("Report intervals committed.", ()),
+    "vistelse_gateway_warnings_total": ("Accepted uplinks with a warning, by kind.", ("kind",)),
+    "vistelse_gateway_store_errors_total": ("Failed store commits (the batch is retried, nothing is acknowledged).",
+                                            ()),
+    "vistelse_gateway_sink_deliveries_total": ("Reports delivered, by sink.", ("sink",)),
+    "vistelse_gateway_sink_failures_total": ("Failed delivery attempts, by sink and reason.", ("reason", "sink")),
+    "vistelse_gateway_mqtt_connections_total": ("MQTT (re)connections, by source.", ("source",)),
+    "vistelse_gateway_http_ingest_total": ("HTTP ingest requests, by outcome (committed, spooled, refused).",
+                                           ("outcome",)),
 }
 
 
@@ -41,15 +47,20 @@ class Metrics:
         self.started = time.time()
         self.last_batch_at = None
         self.store_collector = None
+        for name, (text, labels) in COUNTERS.items():
+            self._declare(name, text, labels)
+
+    def _declare(self, name, text, names):
+        base = name[:-6] if name.endswith("_total") else name
+        entry = (Counter(base, text, names, registry=self.registry), tuple(names))
+        self._counters[name] = entry
+        return entry
 
     def _counter(self, name, labels):
         with self._lock:
             entry = self._counters.get(name)
-            if entry is None:
-                names = tuple(sorted(labels))
-                base = name[:-6] if name.endswith("_total") else name
-                entry = (Counter(base, HELP.get(name, name), names, registry=self.registry), names)
-                self._counters[name] = entry
+            if entry is None:         # a counter not in COUNTERS: declared on first use
+                entry = self._declare(name, name, tuple(sorted(labels)))
         return entry
 
     def inc(self, name, value=1, **labels):
