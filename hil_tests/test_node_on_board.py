@@ -17,8 +17,10 @@ STATE_FILES = ("queue.a", "queue.b", "config.0", "config.1")
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory, deployed):
-    """Two minutes on the square, copied to the board's flash."""
-    sc, header = simulate.square_site(2, seed=11, interval_s=60)
+    """Two minutes on the square, copied to the board's flash: busy enough
+    that each minute describes at least k = 3 people (the node file's
+    min_count), so each is released at its end, not held."""
+    sc, header = simulate.square_site(2, seed=11, interval_s=60, mean_gap_s=6.0)
     frames, truth = simulate.simulate(sc, header, seed=11)
     path = tmp_path_factory.mktemp("scene") / "scene.rec.jsonl"
     with open(path, "w") as f:

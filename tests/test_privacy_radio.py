@@ -95,7 +95,9 @@ class Wiretap:
 
 
 def test_everything_the_node_writes_to_its_modem_is_a_command_or_a_report():
-    scene, header = simulate.square_site(4, seed=21, interval_s=60)
+    # busy enough that every minute describes k = 5 people (min_count's
+    # default) and goes out on its own: four reports
+    scene, header = simulate.square_site(4, seed=21, interval_s=60, mean_gap_s=5.0)
     frames, _ = simulate.simulate(scene, header, seed=21)
     lines = [json.dumps(header)] + [json.dumps(f) for f in frames]
     node_file = {"dev_eui": DEV, "tag_key": KEY.hex(), "sensor": "ld2450",

@@ -219,7 +219,15 @@ class Pipeline:
     def close_interval(self, t):
         """Aggregates of the interval ending at t; visits still going on carry over."""
         self._settle_standing()
-        return self.agg.close()
+        interval = self.agg.close()
+        # people counted so far whose track lives on: after a restart the
+        # tracker no longer knows them and may count them again (release.py)
+        present = 0
+        for tr in self.tracker.tracks:
+            if tr.events:
+                present += 1
+        interval["present"] = present
+        return interval
 
     def _settle_standing(self):
         # A person held standing (the radar drops people who stand still, and

@@ -21,6 +21,17 @@
 # counted again, which makes the count a lower bound: a record is never
 # released on the strength of people it merely continues.
 #
+# Across a restart: the new tracker does not know who was there before it.
+# Someone counted in the held record and still there (a person standing,
+# whom the radar drops, reappears only when they walk on -- possibly many
+# intervals later) would be counted a second time in the same record. So
+# the held record keeps, on flash, how many of its people may still be
+# there (`owed`: people whose track lived at the last interval's close,
+# `interval["present"]`, plus any still owed from an earlier restart);
+# after a restart that many of the people seen next are not counted
+# towards k. Released or given up, nothing is owed: a person seen again
+# then is really there in the new record's time.
+#
 # An interval in which nothing at all was counted is released at once when
 # nothing is held: it describes nobody, and it keeps a quiet site's reports
 # (and its health flags) flowing.
@@ -102,11 +113,10 @@ class Release:
         self.people = 0               # people first seen in the held record
         self.tot0 = None              # cumulative totals before the held record
         self.tot = list(tot) if tot is not None else [0] * (2 * report_queue.LINE_SLOTS)
-        # After a restart with a record held, the tracker does not know who of
-        # its people is still there: the people of the first interval are not
-        # counted towards k (else one person present across the reset would
-        # count twice in the same record). Set by resume().
-        self.just_started = False
+        # People not counted towards k any more (set by resume(): who of the
+        # held record's people may come back after a restart, see above).
+        self.owed = 0
+        self.owed_saved = 0           # what a restart now would owe (on flash)
         saved = self.slot.load()
         if saved:
             try:
@@ -115,6 +125,8 @@ class Release:
                 doc = None
             if doc and doc.get("held") is not None:
                 self.held, self.people, self.tot0 = doc["held"], doc["people"], doc["tot0"]
+                # a file without it: any of the held people may come back
+                self.owed_saved = doc.get("owed", doc["people"])
 
     def set_k(self, k):
         self.k = clamp_k(k)
@@ -124,12 +136,15 @@ class Release:
         cut after the queue's write), and take the totals it continues from."""
         if self.held is not None and self.held[report_queue.SEQ] < next_seq:
             self._save(None, 0, None)
-        self.just_started = self.held is not None
+        self.owed = self.owed_saved if self.held is not None else 0
         self.tot = list(self.held[report_queue.TOT]) if self.held is not None else list(tot)
 
-    def _save(self, held, people, tot0):
-        self.slot.save(json.dumps({"held": held, "people": people, "tot0": tot0}).encode())
-        self.held, self.people, self.tot0 = held, people, tot0
+    def _save(self, held, people, tot0, present=0):
+        if held is None:
+            self.owed = 0
+        owed = 0 if held is None else self.owed + present
+        self.slot.save(json.dumps({"held": held, "people": people, "tot0": tot0, "owed": owed}).encode())
+        self.held, self.people, self.tot0, self.owed_saved = held, people, tot0, owed
 
     def _record(self, interval, interval_s, seq, base):
         tot = list(base)
@@ -148,13 +163,19 @@ class Release:
         queue's next sequence number."""
         out = []
         held = self.held
-        people = 0 if self.just_started else interval.get("people", 0)
-        self.just_started = False
+        people = interval.get("people", 0)
+        # without the tracker's word, everyone counted may still be there
+        present = interval.get("present", people + self.people)
+        if self.owed:
+            # after a restart: the first people seen may be held ones back
+            back = self.owed if self.owed < people else people
+            people -= back
+            self.owed -= back
         if held is None:
             rec = self._record(interval, interval_s, next_seq, self.tot)
             if people >= self.k or empty(rec):
                 return [_compact(rec)]
-            self._save(rec, people, self.tot0_of(rec))
+            self._save(rec, people, self.tot0_of(rec), present)
             return out
         seq = held[report_queue.SEQ] + held[report_queue.SPAN]
         rec = self._record(interval, interval_s, seq, self.tot)
@@ -172,14 +193,15 @@ class Release:
                 self._save(None, 0, None)
                 out.append(_compact(rec))
             else:
-                self._save(rec, people, self.tot0_of(rec))
+                self.owed = 0
+                self._save(rec, people, self.tot0_of(rec), present)
             return out
         people += self.people
         if people >= self.k:
             self._save(None, 0, None)
             out.append(_compact(merged))
         else:
-            self._save(merged, people, self.tot0)
+            self._save(merged, people, self.tot0, present)
             if merged[report_queue.SPAN] * interval_s >= MAX_HOLD_S:
                 out.extend(self.flush())
         return out

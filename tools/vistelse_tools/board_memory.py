@@ -13,7 +13,11 @@ hours (a recorded scene: people crossing, stopping, in groups), quiet hours
 (the sensor's empty frames, one a second) and a network outage of
 `outage_h` hours from the start, so the queue carries its worst-case
 backlog (max_records, merging) when the network comes back and the backlog
-goes out in batches.
+goes out in batches. `intervals` counts every interval closed: those
+released (`released`, all sent by the day's end) and those the release
+stage still holds (`held`: after the last busy window, the numbers of its
+last people wait with every quiet interval after them for k more people,
+docs/privacy.md).
 
 Memory: the WebAssembly port collects garbage only between top-level
 calls, so the day runs in chunks of a few node turns and after each turn
@@ -133,7 +137,10 @@ if _done:
     print(json.dumps({"peak_alloc": peak - BASE - EMU, "live_peak": live_peak - BASE - EMU, "emulator": EMU,
                       "after_start": START, "turns": turns, "max_queue_records": max_queue,
                       "queue_left": len(node.queue.records), "acked": node.queue.acked,
-                      "intervals": node.queue.next_seq, "sent": node.sent, "peak_at": peak_at}))
+                      "intervals": node.queue.next_seq + (node.release.held[1] if node.release.held else 0),
+                      "released": node.queue.next_seq, "held": node.release.held[1] if node.release.held else 0,
+                      "held_people": node.release.people, "k": node.release.k,
+                      "sent": node.sent, "peak_at": peak_at}))
 """
 
 # the sensors' empty frames: an LD2450 frame with no target, a ToF frame of bare floor
