@@ -210,6 +210,10 @@ person = st.tuples(st.sampled_from(["walk_right", "walk_left", "stop"]), st.inte
          k=5, lost=set(), resets=[])                                              # one crossing, by totals
 @example(people=[("walk_left", 200 + 45 * i, i % 6, 0) for i in range(8)], k=3, lost={0, 2}, resets=[400000])
 # someone standing (the radar drops them) across a reset, seen again only when they walk on
+# a walker passing where someone stands, whom the radar has dropped, must not take the stander's track
+@example(people=[("stop", 234, 0, 35), ("stop", 21, 3, 200), ("walk_left", 446, 5, 131), ("stop", 84, 1, 99),
+                 ("walk_right", 407, 5, 168), ("walk_right", 407, 5, 168), ("stop", 413, 0, 36),
+                 ("walk_left", 149, 3, 55), ("stop", 1020, 0, 171)], k=5, lost=set(), resets=[])
 @example(people=[("walk_right", 0, 0, 20), ("walk_right", 133, 0, 20), ("walk_right", 980, 0, 20), ("stop", 23, 0, 98)],
          k=5, lost=set(), resets=[60001])
 def test_no_window_of_the_report_stream_isolates_fewer_than_k_people(people, k, lost, resets):

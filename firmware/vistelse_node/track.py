@@ -179,8 +179,13 @@ class Tracker:
                 dy = dets[di][1] - py
                 d2 = dx * dx + dy * dy
                 if d2 < gate2:
-                    # confirmed tracks first at equal distance: keep identities stable
-                    pairs.append((d2 - (1 if tr.confirmed else 0), ti, di))
+                    # confirmed tracks first at equal distance: keep identities stable.
+                    # A standing person the radar has dropped comes after every other
+                    # track: a walker who passes where someone stands keeps their own
+                    # track, instead of leaving with the stander's and making the
+                    # stander a new person when they walk on (counted twice, which
+                    # the release stage's k relies on not happening: docs/privacy.md).
+                    pairs.append((1 if tr.standing else 0, d2 - (1 if tr.confirmed else 0), ti, di))
         pairs.sort()
         used = self._used
         for k in range(n):              # only detections 0..n-1 are looked at
@@ -188,7 +193,7 @@ class Tracker:
         matched = self._matched
         for k in range(len(self.tracks)):
             matched[k] = 0
-        for _, ti, di in pairs:
+        for _, _, ti, di in pairs:
             if matched[ti] or used[di]:
                 continue
             matched[ti] = 1
