@@ -67,7 +67,7 @@ SEQ, SPAN, INTERVAL_S, ZONES, LINES, HEIGHTS, TOT = 0, 1, 2, 3, 4, 5, 6
 LINE_SLOTS = 4
 HARD_FACTOR = 4
 RETAIN_H = 24                 # hours a sent record waits for its receipt
-RETAIN_BYTES = 8192           # log bytes the waiting sent records may take
+RETAIN_BYTES = 16384          # log bytes the waiting sent records may take
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF
 

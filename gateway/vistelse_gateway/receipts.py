@@ -46,7 +46,10 @@ def note_stored(book, seq, span):
     """The store took the record [seq, seq + span). Returns how many of its
     intervals had been missing (arrived after later ones: recovered)."""
     if "next" not in book:
-        book["next"] = seq           # first contact: what came before is not this gateway's
+        # first contact: a node counts its intervals from 0 at its first start,
+        # so a small number means the ones before it were lost on the way; a
+        # node that ran before this gateway knew it starts where it is
+        book["next"] = 0 if seq < WINDOW else seq
     end = seq + span
     if end <= book["next"]:
         return 0

@@ -195,7 +195,7 @@ class Session:
         t_us = self._transmit(len(data) + self.fopts, 13)
         self.fopts = 0
         up = {"dev_eui": self.dev_eui, "fport": fport, "data": bytes(data), "fcnt": self.fcnt_up,
-              "dr": self.dr, "confirmed": confirmed, "airtime_us": t_us}
+              "dr": self.dr, "confirmed": confirmed, "airtime_us": t_us, "at_ms": self.now_ms()}
         self.fcnt_up += 1
         self.uplinks.append(up)
         if not self.heard():
