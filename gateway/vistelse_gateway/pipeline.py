@@ -208,14 +208,6 @@ class Pipeline:
                     item.ack(item.result)
                 except Exception:
                     log.exception("acknowledging failed")
-        for item in items:
-            receipt = (item.result or {}).get("receipt")
-            if receipt is not None:
-                for callback in self.on_receipt:
-                    try:
-                        callback(*receipt)
-                    except Exception:
-                        log.exception("sending a receipt failed")
         for callback in self.on_commit:
             callback()
 
@@ -235,6 +227,16 @@ class Pipeline:
             for item in items:
                 item.result = self._one(batch, item)
                 counts.append(item.result)
+        # committed: now the receipts may leave (a receipt must never tell of an
+        # interval the store could still lose)
+        for item in items:
+            receipt = item.result.get("receipt")
+            if receipt is not None:
+                for callback in self.on_receipt:
+                    try:
+                        callback(*receipt)
+                    except Exception:
+                        log.exception("sending a receipt failed")
         m = self.metrics
         for result in counts:
             m.inc("vistelse_gateway_uplinks_total" if result["type"] == "uplink" else "vistelse_gateway_messages_total",
