@@ -26,6 +26,9 @@ import vistelse_codec
 
 U16 = 0xFFFF
 WINDOW = 8 * vistelse_codec.MAX_RECEIPT_BITMAP      # intervals a receipt can describe after next_seq
+# max_per_day is counted over 25 hours: a receipt reaches the node only after
+# its next uplink, and that delay must not squeeze one more into a day
+CAP_WINDOW_S = 25 * 3600
 DEFAULTS = {"enabled": True, "max_per_day": 8, "every_h": 4.0, "min_gap_min": 60.0}
 
 
@@ -87,7 +90,7 @@ def decide(book, now, policy=None):
     p = dict(DEFAULTS, **(policy or {}))
     if not p["enabled"] or "next" not in book:
         return None
-    sent_at = [t for t in book.get("sent_at", []) if now - t < 86400]
+    sent_at = [t for t in book.get("sent_at", []) if now - t < CAP_WINDOW_S]
     book["sent_at"] = sent_at
     if len(sent_at) >= p["max_per_day"]:
         return None
