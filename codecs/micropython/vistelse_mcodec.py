@@ -399,14 +399,7 @@ def decode_downlink(frame, fport, dev_eui, key):
     if fport != FPORT_CONFIG:
         raise PayloadError("fPort %d carries no Vistelse configuration (version 1 uses fPort %d)"
                            % (fport, FPORT_CONFIG))
-    if len(frame) > MAX_FRAME:
-        raise PayloadError("frame is %d bytes; the largest LoRaWAN payload is %d" % (len(frame), MAX_FRAME))
-    if len(frame) <= TAG_LEN:
-        raise PayloadError("frame too short: %d bytes, a tag (8) and a message are needed" % len(frame))
-    tag = frame[:TAG_LEN]
-    message = frame[TAG_LEN:]
-    if not _same(tag, compute_tag(message, dev_eui, fport, key)):
-        raise PayloadError("authenticity tag does not match")
+    tag, message = _split(frame, fport, dev_eui, key)
     wire = _loads(message)
     if not isinstance(wire, _Map):
         raise PayloadError("configuration must be a map")
