@@ -80,6 +80,17 @@ def _loads(data):
     return json.loads(data)
 
 
+def _pack(rec):
+    """A sent record as it waits for its receipt: [seq, span, interval_s,
+    its log bytes]. It is needed again only if the receipt shows it missing,
+    and its JSON takes a third of the RAM of the nested lists."""
+    return [rec[SEQ], rec[SPAN], rec[INTERVAL_S], _dumps(rec)]
+
+
+def _unpack(rec):
+    return _loads(rec[3]) if len(rec) == 4 else rec
+
+
 def record_from_interval(seq, interval, interval_s, tot):
     """A queue record from the pipeline's interval dict (the decoded form)."""
     zones = []
@@ -288,9 +299,10 @@ class Queue:
          self.receipt_no, sent) = best
         self.live = self.size
         self.end_ticks = [None] * len(self.records)
-        for r in self.records:
-            if r[SEQ] in sent:
-                self.sent[r[SEQ]] = len(_dumps(r))
+        for i in range(len(self.records)):
+            if self.records[i][SEQ] in sent:
+                self.records[i] = _pack(self.records[i])
+                self.sent[self.records[i][SEQ]] = len(self.records[i][3])
         if torn:
             self.compact()
 
@@ -322,7 +334,7 @@ class Queue:
         parts = [flashfs.frame("H", _dumps(gen)), flashfs.frame("S", _dumps([self.next_seq, self.acked, self.tot, self.receipt_no,
                                                                     sorted(self.sent)]))]
         for r in self.records:
-            parts.append(flashfs.frame("I", _dumps(r)))
+            parts.append(flashfs.frame("I", r[3] if len(r) == 4 else _dumps(r)))
         parts.append(flashfs.frame("C", b"1"))
         data = b"".join(parts)
         parts = None
@@ -420,15 +432,18 @@ class Queue:
         """The records go to the modem now: written before the hand-over, so
         a power cut cannot leave a sent record marked unsent (the worst is
         one marked sent that never went, which the next receipt finds)."""
-        for r in records:
-            self.sent[r[SEQ]] = len(_dumps(r))
+        seqs = set(r[SEQ] for r in records)
+        for i in range(len(self.records)):
+            seq = self.records[i][SEQ]
+            if seq in seqs and seq not in self.sent:
+                self.records[i] = _pack(self.records[i])
+                self.sent[seq] = len(self.records[i][3])
         self._append("T", [records[0][SEQ], records[-1][SEQ] + records[-1][SPAN]])
         self._retain()
 
     def mark_unsent(self, records):
         """The modem refused the uplink: the records are back in line."""
-        for r in records:
-            self.sent.pop(r[SEQ], None)
+        self._back_in_line(set(r[SEQ] for r in records))
         self._append("U", [records[0][SEQ], records[-1][SEQ] + records[-1][SPAN]])
 
     def unwrap(self, seq16):
@@ -458,10 +473,16 @@ class Queue:
                 resend.append(seq)
         self.receipt_no = number
         self._remove(freed)
-        for seq in resend:
-            self.sent.pop(seq, None)
+        self._back_in_line(set(resend))
         self._append("R", [number, freed, resend])
         return n_freed, len(resend)
+
+    def _back_in_line(self, seqs):
+        for i in range(len(self.records)):
+            seq = self.records[i][SEQ]
+            if seq in seqs:
+                self.records[i] = _unpack(self.records[i])
+                self.sent.pop(seq, None)
 
     def _remove(self, seqs):
         gone = set(seqs)
