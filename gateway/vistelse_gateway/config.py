@@ -153,7 +153,7 @@ SCHEMA = section({
     # (gateway/vistelse_gateway/receipts.py); through the [downlink] path
     "receipts": section({
         "enabled": boolean(False), "max_per_day": integer(1, 100, 8), "every_h": number(0.5, 48, 4),
-        "min_gap_min": number(0, 1440, 60),
+        "min_gap_min": number(0, 1440, 180),
     }),
     "downlink": section({
         "via": one_of(("chirpstack-grpc", "chirpstack-mqtt", "tts")), "chirpstack_grpc": HOST_PORT,

@@ -10,9 +10,9 @@ day, so the gateway sends one only when it is worth it:
   no receipt has told the node yet;
 - otherwise every `every_h` hours while something was stored since the
   last receipt, so the node can free its flash (its retention bound,
-  firmware/vistelse_node/queue.py, is a day and 12 KB);
+  firmware/vistelse_node/queue.py, is a day and 16 KB);
 
-never more than `max_per_day` in any 24 hours and never sooner than
+never more than `max_per_day` in any 24 hours (counted over 25) and never sooner than
 `min_gap_min` after the previous one (a receipt reaches a class A node
 only in the receive windows after its next uplink, and the re-sent
 intervals need time to arrive).
@@ -29,7 +29,7 @@ WINDOW = 8 * vistelse_codec.MAX_RECEIPT_BITMAP      # intervals a receipt can de
 # max_per_day is counted over 25 hours: a receipt reaches the node only after
 # its next uplink, and that delay must not squeeze one more into a day
 CAP_WINDOW_S = 25 * 3600
-DEFAULTS = {"enabled": True, "max_per_day": 8, "every_h": 4.0, "min_gap_min": 60.0}
+DEFAULTS = {"enabled": True, "max_per_day": 8, "every_h": 4.0, "min_gap_min": 180.0}
 
 
 def _add(ranges, a, b):
