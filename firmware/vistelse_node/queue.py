@@ -373,6 +373,7 @@ class Queue:
         self._append("I", rec)
         while self.unsent() > self.max_records and self._merge_one():
             pass
+        self._pack_some()
         self._retain()
         return rec[SEQ]
 
@@ -432,12 +433,8 @@ class Queue:
         """The records go to the modem now: written before the hand-over, so
         a power cut cannot leave a sent record marked unsent (the worst is
         one marked sent that never went, which the next receipt finds)."""
-        seqs = set(r[SEQ] for r in records)
-        for i in range(len(self.records)):
-            seq = self.records[i][SEQ]
-            if seq in seqs and seq not in self.sent:
-                self.records[i] = _pack(self.records[i])
-                self.sent[seq] = len(self.records[i][3])
+        for r in records:
+            self.sent[r[SEQ]] = 0         # packed a few at a time: _pack_some
         self._append("T", [records[0][SEQ], records[-1][SEQ] + records[-1][SPAN]])
         self._retain()
 
@@ -476,6 +473,18 @@ class Queue:
         self._back_in_line(set(resend))
         self._append("R", [number, freed, resend])
         return n_freed, len(resend)
+
+    def _pack_some(self, n=8):
+        """Pack up to n sent records (one interval's turn; packing a whole
+        batch in the turn that sends it raised the node's peak heap)."""
+        for i in range(len(self.records)):
+            if n <= 0:
+                return
+            r = self.records[i]
+            if len(r) != 4 and r[SEQ] in self.sent:
+                self.records[i] = _pack(r)
+                self.sent[r[SEQ]] = len(self.records[i][3])
+                n -= 1
 
     def _back_in_line(self, seqs):
         for i in range(len(self.records)):
