@@ -29,6 +29,9 @@ WINDOW = 8 * vistelse_codec.MAX_RECEIPT_BITMAP      # intervals a receipt can de
 # max_per_day is counted over 25 hours: a receipt reaches the node only after
 # its next uplink, and that delay must not squeeze one more into a day
 CAP_WINDOW_S = 25 * 3600
+# a gap still open this long after it was first seen is given up: the node
+# drops a sent record unreceipted after 24 hours (queue.RETAIN_H)
+GIVE_UP_S = 26 * 3600
 DEFAULTS = {"enabled": True, "max_per_day": 8, "every_h": 4.0, "min_gap_min": 180.0}
 
 
@@ -62,10 +65,6 @@ def note_stored(book, seq, span):
     above = _add(above, max(seq, book["next"]), end)
     while above and above[0][0] <= book["next"]:
         book["next"] = max(book["next"], above.pop(0)[1])
-    # a gap the node can no longer fill (older than one receipt can say) is given up
-    while above and above[-1][1] - book["next"] > WINDOW:
-        book["given_up"] = book.get("given_up", 0) + above[0][0] - book["next"]
-        book["next"] = above.pop(0)[1]
     book["above"] = above
     book["unreceipted"] = book.get("unreceipted", 0) + span
     book["recovered"] = book.get("recovered", 0) + recovered
@@ -85,6 +84,18 @@ def missing_count(book):
     return sum(b - a for a, b in missing(book))
 
 
+def _give_up(book, now):
+    """Advance past the oldest gap once the node can no longer have it."""
+    while book.get("above"):
+        if book.get("gap_at") != book["next"]:
+            book["gap_at"], book["gap_since"] = book["next"], now
+        if now - book["gap_since"] < GIVE_UP_S:
+            return
+        first = book["above"].pop(0)
+        book["given_up"] = book.get("given_up", 0) + first[0] - book["next"]
+        book["next"] = first[1]
+
+
 def decide(book, now, policy=None):
     """The receipt to send now (decoded form), or None. Updates the book as sent."""
     p = dict(DEFAULTS, **(policy or {}))
@@ -97,6 +108,7 @@ def decide(book, now, policy=None):
     last = book.get("last_at")
     if last is not None and now - last < p["min_gap_min"] * 60:
         return None
+    _give_up(book, now)
     gaps = missing(book)
     told = book.get("told", [])
     new_gap = any(not any(t[0] <= a and b <= t[1] for t in told) for a, b in gaps)
@@ -105,6 +117,7 @@ def decide(book, now, policy=None):
     if not (new_gap or periodic):
         return None
     nxt = book["next"]
+    # beyond what one receipt can say, the node is told nothing (it keeps those until a later receipt)
     stored = [s & U16 for lo, hi in book.get("above", []) for s in range(lo, hi) if s - nxt <= WINDOW]
     book["number"] = book.get("number", 0) + 1
     book["sent_at"].append(now)
