@@ -2,10 +2,12 @@
 random uplink loss and a 6-hour outage of the network server; the node
 firmware (CPython), the gateway service, mosquitto, receipts as ChirpStack
 downlink commands (tools/vistelse_tools/receipt_rig.py)."""
+import os
+
+import pytest
+
 from vistelse_gateway.testing import mosquitto_path
 from vistelse_tools import receipt_rig
-import os
-import pytest
 
 
 def test_three_days_with_loss_and_an_outage_lose_nothing(tmp_path):
@@ -18,6 +20,7 @@ def test_three_days_with_loss_and_an_outage_lose_nothing(tmp_path):
     assert f["intervals"] >= 860                          # 3 days of 5-minute intervals
     assert f["missing"] == 0, f                           # every interval older than the last 3 hours stored...
     assert f["stored_twice"] == 0                         # ...exactly once
+    assert f["misplaced_in_time"] == 0                    # late ones where they belong in time
     assert f["recovered"] >= 72                           # the outage's intervals came back, and more
     assert f["sink_items"] == f["sink_unique"]            # the platform got each report once
     assert f["downlinks_max_24h"] <= 8                    # within TTN's 10 a day, room for a configuration

@@ -133,6 +133,9 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
         judged = queue.next_seq - tail
         missing = sorted(set(range(judged)) - set(covered))
         twice = len(covered) - len(set(covered))
+        # placed in time by what the node said: interval k ends (k + 1) x interval_s after the start
+        misplaced = [r["seq"] for r in rows
+                     if abs(r["end_at"] - (START_EPOCH + (r["seq"] + r["span"]) * interval_s)) > 5]
         in_queue = set(x for r in queue.records for x in range(r[0], r[0] + r[1]))
         lost = [x for x in missing if x not in in_queue]
         with open(sink.path) as f:
@@ -175,7 +178,7 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
             "days": days, "loss": loss, "outage_h": outage_h, "dr": dr, "seed": seed,
             "intervals": queue.next_seq, "judged": judged, "stored": len(set(covered)),
             "missing": len(missing), "missing_seqs": missing[:20], "still_queued": len(missing) - len(lost),
-            "lost": len(lost), "stored_twice": twice,
+            "lost": len(lost), "stored_twice": twice, "misplaced_in_time": len(misplaced),
             "sink_items": len(items), "sink_unique": len(set(sink_ids)),
             "sink_in_order": sink_seqs == sorted(sink_seqs),
             "uplinks_on_air": len(ups), "uplinks_lost": len(vn.session.lost),
