@@ -353,6 +353,7 @@ def test_receipts_free_what_the_gateway_stored_and_requeue_gaps():
     assert gw.tried and gw.tried <= gw.stored | set(r[q.SEQ] for r in queue.records)
     again = q.Queue(fs.after_power_cut(), max_records=4, compact_bytes=500)
     assert again.records == queue.records and again.sent == queue.sent and again.receipt_no == queue.receipt_no
+    assert again.sent_at == queue.sent_at
 
 
 @pytest.mark.parametrize("seed", [3])

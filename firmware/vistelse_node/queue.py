@@ -10,9 +10,9 @@
 # and puts the missing records back in line (they are the oldest unsent,
 # so they go first).
 #
-# Retention bound: a sent record is dropped unreceipted once it is
-# retain_h hours old (counted in its own intervals, the node has no wall
-# clock) or once the held sent records take more than retain_bytes of log;
+# Retention bound: a sent record is dropped unreceipted once it was sent
+# retain_h hours ago (counted in intervals queued since, the node has no
+# wall clock) or once the held sent records take more than retain_bytes of log;
 # the oldest sent go first. The gateway sends a receipt well inside both
 # (gateway/vistelse_gateway/receipts.py), so the bound matters only when
 # receipts cannot get through for that long.
@@ -198,6 +198,7 @@ class Queue:
         self.next_seq = 0
         self.acked = 0
         self.sent = {}               # seq of a sent record -> its bytes in the log
+        self.sent_at = {}            # seq of a sent record -> next_seq when it was sent
         self.receipt_no = 0          # number of the last receipt applied
         self.retain_h = retain_h
         self.retain_bytes = retain_bytes
@@ -218,7 +219,7 @@ class Queue:
         committed = False
         records = []
         next_seq = acked = receipt_no = 0
-        sent = set()
+        sent = {}                  # seq -> next_seq when it was sent
         tot = [0] * (2 * LINE_SLOTS)
         best_end = -1
         for kind, payload in found:
@@ -231,7 +232,13 @@ class Queue:
             elif kind == "S":
                 next_seq, acked, tot = value[0], value[1], list(value[2])
                 if len(value) > 3:
-                    receipt_no, sent = value[3], set(value[4])
+                    receipt_no = value[3]
+                    sent = {}
+                    for x in value[4]:
+                        if isinstance(x, list):
+                            sent[x[0]] = x[1]
+                        else:
+                            sent[x] = next_seq
                 best_end = next_seq
             elif kind == "I":
                 seq, end = value[SEQ], value[SEQ] + value[SPAN]
@@ -258,16 +265,16 @@ class Queue:
                 for r in records:
                     if value[0] <= r[SEQ] < value[1]:
                         if kind == "T":
-                            sent.add(r[SEQ])
+                            sent[r[SEQ]] = next_seq
                         else:
-                            sent.discard(r[SEQ])
+                            sent.pop(r[SEQ], None)
             elif kind == "R" or kind == "D":
                 gone = value[1] if kind == "R" else value
                 records = [r for r in records if r[SEQ] not in gone]
                 if kind == "R":
                     receipt_no = max(receipt_no, value[0])
                     for seq in value[2]:
-                        sent.discard(seq)
+                        sent.pop(seq, None)
             elif kind == "A":
                 if value > acked:
                     acked = value
@@ -275,7 +282,7 @@ class Queue:
             elif kind == "C":
                 committed = True
         seqs = set(r[SEQ] for r in records)
-        sent = set(x for x in sent if x in seqs)
+        sent = dict((x, sent[x]) for x in sent if x in seqs)
         return gen, committed, records, next_seq, acked, tot, receipt_no, sent
 
     def _load(self):
@@ -303,6 +310,7 @@ class Queue:
             if self.records[i][SEQ] in sent:
                 self.records[i] = _pack(self.records[i])
                 self.sent[self.records[i][SEQ]] = len(self.records[i][3])
+                self.sent_at[self.records[i][SEQ]] = sent[self.records[i][SEQ]]
         if torn:
             self.compact()
 
@@ -332,7 +340,8 @@ class Queue:
         name = self.files[other]
         gen = self.gen + 1
         parts = [flashfs.frame("H", _dumps(gen)), flashfs.frame("S", _dumps([self.next_seq, self.acked, self.tot, self.receipt_no,
-                                                                    sorted(self.sent)]))]
+                                                                    [[x, self.sent_at.get(x, self.next_seq)]
+                                                                     for x in sorted(self.sent)]]))]
         for r in self.records:
             parts.append(flashfs.frame("I", r[3] if len(r) == 4 else _dumps(r)))
         parts.append(flashfs.frame("C", b"1"))
@@ -435,6 +444,7 @@ class Queue:
         one marked sent that never went, which the next receipt finds)."""
         for r in records:
             self.sent[r[SEQ]] = 0         # packed a few at a time: _pack_some
+            self.sent_at[r[SEQ]] = self.next_seq
         self._append("T", [records[0][SEQ], records[-1][SEQ] + records[-1][SPAN]])
         self._retain()
 
@@ -492,6 +502,7 @@ class Queue:
             if seq in seqs:
                 self.records[i] = _unpack(self.records[i])
                 self.sent.pop(seq, None)
+                self.sent_at.pop(seq, None)
 
     def _remove(self, seqs):
         gone = set(seqs)
@@ -500,6 +511,7 @@ class Queue:
         self.end_ticks = [self.end_ticks[i] for i in keep]
         for seq in seqs:
             self.sent.pop(seq, None)
+            self.sent_at.pop(seq, None)
 
     def _retain(self):
         """Drop sent records past the retention bound, oldest first."""
@@ -511,7 +523,7 @@ class Queue:
             seq = r[SEQ]
             if seq not in self.sent:
                 continue
-            old = (self.next_seq - seq - r[SPAN]) * r[INTERVAL_S] >= self.retain_h * 3600
+            old = (self.next_seq - self.sent_at.get(seq, seq + r[SPAN])) * r[INTERVAL_S] >= self.retain_h * 3600
             if not old and held <= self.retain_bytes:
                 break
             drop.append(seq)
@@ -532,6 +544,7 @@ class Queue:
         self.acked = upto
         for r in self.records[:n]:
             self.sent.pop(r[SEQ], None)
+            self.sent_at.pop(r[SEQ], None)
         del self.records[:n]
         del self.end_ticks[:n]
         self._append("A", upto)
