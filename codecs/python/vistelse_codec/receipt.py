@@ -8,8 +8,8 @@ means nothing after next_seq is known. `number` counts the device's
 receipts upwards: a node ignores a receipt whose number is not above the
 last it accepted, so a replayed receipt changes nothing.
 """
-from .contract import FPORT_RECEIPT, MAX_FRAME, MAX_RECEIPT_BITMAP, PayloadError
-from .wire import dumps, join_frame, loads, split_frame, uint
+from .contract import FPORT_RECEIPT, MAX_RECEIPT_BITMAP, PayloadError
+from .wire import open_frame, seal, uint
 
 U16 = 0xFFFF
 
@@ -44,16 +44,8 @@ def receipt_to_wire(data):
 
 
 def decode_receipt(frame, fport, *, dev_eui=None, key=None):
-    tag, message = split_frame(frame, fport, FPORT_RECEIPT, "receipt", dev_eui, key)
-    data = receipt_from_wire(loads(message))
-    data["tag"] = tag.hex()
-    return data
+    return open_frame(frame, fport, FPORT_RECEIPT, "receipt", dev_eui, key, receipt_from_wire)
 
 
 def encode_receipt(data, *, dev_eui, key):
-    wire = receipt_to_wire(data)
-    receipt_from_wire(wire)
-    frame = join_frame(dumps(wire), dev_eui, FPORT_RECEIPT, key)
-    if len(frame) > MAX_FRAME:
-        raise PayloadError("frame is %d bytes; the largest LoRaWAN payload is %d" % (len(frame), MAX_FRAME))
-    return frame
+    return seal(receipt_to_wire(data), receipt_from_wire, dev_eui, FPORT_RECEIPT, key)
