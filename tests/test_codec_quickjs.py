@@ -68,7 +68,7 @@ def chirpstack():
              "input": {"bytes": v["input"]["bytes"], "fPort": v["input"]["fPort"], "recvTime": RECV_TIME_MS,
                        "variables": v["input"]["variables"]}} for v in UPLINK]
     jobs += [{"host": "chirpstack", "fn": "encodeDownlink",
-              "input": {"data": without_tag(v["output"]["data"]), "fPort": 2, "variables": v["input"]["variables"]}}
+              "input": {"data": without_tag(v["output"]["data"]), "fPort": v["input"]["fPort"], "variables": v["input"]["variables"]}}
              for v in ENCODABLE]
     jobs.append({"host": "chirpstack", "fn": "encodeDownlink",
                  "input": {"data": without_tag(ENCODABLE[0]["output"]["data"]), "fPort": 2, "variables": {}}})
@@ -91,7 +91,7 @@ def test_chirpstack_decodes_every_uplink_vector(chirpstack):
 def test_chirpstack_encodes_every_configuration_vector(chirpstack):
     assert len(chirpstack[1]) == len(ENCODABLE) >= 5
     for v, res in zip(ENCODABLE, chirpstack[1]):
-        assert res.get("ok") == {"bytes": v["input"]["bytes"], "fPort": 2}, v["description"]
+        assert res.get("ok") == {"bytes": v["input"]["bytes"], "fPort": v["input"]["fPort"]}, v["description"]
     # without the device's variables nothing is signed, and ChirpStack reports why
     assert chirpstack[2]["error"] == "encodeDownlink returned errors: " + NOT_SIGNED
 

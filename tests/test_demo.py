@@ -25,7 +25,7 @@ def fetch(url, token=None):
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
 def test_demo_reports_reach_store_sink_and_pages(tmp_path, broker):
     args = argparse.Namespace(minutes=25, speed=250, nodes=2, interval=300, port=0, broker=broker,
-                              workdir=str(tmp_path / "demo"))
+                              loss=0.05, workdir=str(tmp_path / "demo"))
     d = demo.Demo(args)
     try:
         d.start()
@@ -38,6 +38,7 @@ def test_demo_reports_reach_store_sink_and_pages(tmp_path, broker):
         assert set(by_device) == {n.dev_eui for n in d.nodes}
         assert all(len(rs) >= 3 for rs in by_device.values()), {k: len(v) for k, v in by_device.items()}
         assert d.stored()[1] == 0                                   # nothing rejected
+        assert " recovered " in d.progress()                        # what receipts brought back
         # the platform got what the store has
         with open(d.sink.path) as f:
             items = [json.loads(line) for line in f]

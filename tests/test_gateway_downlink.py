@@ -173,3 +173,21 @@ def test_bad_configuration_is_refused_before_sending(setup, capsys):
     assert downlink_cli.main([EUI.hex(), "--config", setup["cfg"], "--interval", "5"]) == 2
     assert "interval_s" in capsys.readouterr().err
     assert not setup["grpc"].items
+
+
+def test_receipts_go_the_configurations_way_on_their_own_port(setup):
+    """The gateway's receipts (fPort 3) through ChirpStack gRPC and The Things Stack."""
+    from vistelse_gateway import config as config_mod
+    from vistelse_gateway.downlink import ReceiptSender
+    cfg = config_mod.load(setup["cfg"])
+    frame = vistelse_codec.encode_downlink({"receipt": 1, "next_seq": 10, "stored_seq": [12]}, dev_eui=EUI, key=KEY)
+    sender = ReceiptSender(cfg)
+    sender(EUI.hex(), setup["store"].get_device(EUI.hex()), frame)              # default via: chirpstack-grpc
+    sender(TTS_EUI.hex(), setup["store"].get_device(TTS_EUI.hex()), frame)      # a TTS device: tts
+    sender.queue.join()
+    sender.stop()
+    assert sender.sent == 2 and sender.failed == 0
+    item = setup["grpc"].items[-1]
+    assert item.f_port == vistelse_codec.FPORT_RECEIPT and bytes(item.data) == frame
+    push = setup["pushes"][-1][2]["downlinks"][0]
+    assert push["f_port"] == 3 and base64.b64decode(push["frm_payload"]) == frame

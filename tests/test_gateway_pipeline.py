@@ -322,3 +322,35 @@ def test_prepared_report_json_is_the_dicts_json(heights):
         if "height_classes" in iv:
             data["height_classes"] = iv["height_classes"]
         assert report_data_json(zones_json, lines, iv) == json.dumps(data, separators=(",", ":"))
+# --- receipts ------------------------------------------------------------------
+
+def test_receipt_when_a_gap_appears_and_late_intervals_are_stored_once(gw):
+    import vistelse_codec
+    sent = []
+    gw.receipt_policy = {"max_per_day": 2, "min_gap_min": 60}
+    gw.on_receipt.append(lambda eui, device, frame: sent.append(frame))
+    t0 = 1767225600
+    cs(gw, report(0), 1, when=t0)
+    cs(gw, report(1), 2, when=t0 + 300)
+    assert sent == []                                          # nothing missing, not yet due
+    r = cs(gw, report(3), 3, when=t0 + 900)                    # 2 never arrived
+    assert r["receipt"] is not None and len(sent) == 1
+    got = vistelse_codec.decode_downlink(sent[0], 3, dev_eui=EUI, key=KEY)
+    assert got["next_seq"] == 2 and got["stored_seq"] == [3] and got["receipt"] == 1
+    r = cs(gw, report(2), 4, when=t0 + 1200)                   # sent again: stored once, in its place
+    assert r["recovered"] == 1 and r["stored"] == 1
+    assert cs(gw, report(2), 5, when=t0 + 1300)["outcome"] == "duplicate"
+    assert [x["seq"] for x in sorted(gw.store.reports(), key=lambda x: x["seq"])] == [0, 1, 2, 3]
+    cs(gw, report(5), 6, when=t0 + 1500)                       # a new gap, but too soon after the last receipt
+    assert len(sent) == 1
+    cs(gw, report(7), 7, when=t0 + 5000)
+    cs(gw, report(9), 8, when=t0 + 9000)                       # the second of the day...
+    cs(gw, report(11), 9, when=t0 + 13000)                     # ...and no third
+    assert len(sent) == 2
+    assert gw.metrics.get("vistelse_gateway_receipts_sent_total") == 2
+    assert gw.metrics.get("vistelse_gateway_intervals_recovered_total") == 1
+    state = next(d["state"] for d in gw.store.overview() if d["dev_eui"] == EUI.hex())
+    from vistelse_gateway import metrics, receipts
+    assert receipts.missing_count(state["receipts"]) == 4      # 4, 6, 8, 10
+    text = metrics.render(gw.metrics, gw.store, []).decode()
+    assert 'vistelse_gateway_device_intervals_missing{dev_eui="%s",site="Torget"} 4.0' % EUI.hex() in text

@@ -120,9 +120,11 @@ def test_power_cut_at_every_flash_write_of_a_node_loses_and_repeats_nothing():
         vn2 = VirtualNode(node_file(header), lines, fs=fs.after_power_cut(), clock=clock)
         vn2.run_for(5 * 60000 + 30000)
         again = covered([decode(u) for u in vn2.uplinks])
-        # an uplink on air when the power went may come again (its ack was not
-        # on flash yet): the gateway drops it by sequence number. Anything else
-        # sent twice, or a gap, is a fault.
+        # the records of an uplink are marked sent on flash before the
+        # hand-over, so a cut during the hand-over may leave one marked that
+        # never went (the next receipt finds it missing); kept from the
+        # earlier behaviour: the last one may come again, the gateway drops it
+        # by sequence number. Anything else sent twice, or a gap, is a fault.
         in_flight = set(sent[-1:])
         assert not (set(again) & set(sent)) - in_flight, (k, sent, again)
         if sent and again:
@@ -139,10 +141,15 @@ def run_a_day(dr):
     return vn, [decode(u) for u in vn.uplinks]
 
 
+def waiting(vn):
+    """Queued records not yet sent (sent ones wait in the queue for a receipt)."""
+    return [rec for rec in vn.node.queue.records if rec[0] not in vn.node.queue.sent]
+
+
 def accounted_for(vn, reports):
     """Crossings delivered plus crossings still queued equal the node's cumulative count."""
     delivered = sum(iv["lines"][0]["in"] for r in reports for iv in r["intervals"])
-    queued = sum(rec[4][0][0] for rec in vn.node.queue.records)
+    queued = sum(rec[4][0][0] for rec in waiting(vn))
     return delivered + queued == vn.node.queue.tot[0]
 
 
@@ -157,7 +164,7 @@ def test_a_day_within_duty_cycle_and_budget_drops_nothing(dr):
     ups = vn.uplinks
     seqs = covered(reports)
     assert seqs == list(range(len(seqs)))                            # contiguous, nothing twice
-    in_queue = sum(rec[1] for rec in vn.node.queue.records)
+    in_queue = sum(rec[1] for rec in waiting(vn))
     assert len(seqs) + in_queue in (287, 288)                        # every interval of the day
     assert accounted_for(vn, reports)
     used_ms = sum(u["airtime_us"] for u in ups) / 1000
@@ -325,22 +332,23 @@ def test_node_runs_under_micropython(micropython, tmp_path):
             assert zone["dwell_hist"] == want.get("dwell_hist"), k
 
 
-def test_an_uplink_without_ack_is_not_counted_as_sent():
-    """Reports go confirmed; one the network did not acknowledge (no ack, or
-    a radio TX timeout that RUI3 still ends with an event) stays queued and
-    goes again: every interval reaches the network at least once."""
+def test_reports_go_unconfirmed_and_what_was_lost_stays_queued():
+    """Reports go unconfirmed (a confirmation costs a downlink per uplink);
+    the network loses 30 % of them while the modem reports success, and a
+    TX timeout now and then sends nothing. Without a receipt every interval
+    either arrived or is still in the queue, sent ones included."""
     header, lines, _ = site(minutes=10)
     vn = VirtualNode(node_file(header), lines, fs=MemFS(), loop=True,
-                     session_kw={"ack_fail_rate": 0.4, "tx_fail_rate": 0.15, "seed": 7})
+                     session_kw={"loss_rate": 0.3, "tx_fail_rate": 0.15, "seed": 7})
     vn.run_for(90 * 60000, step_ms=100)
-    assert all(u["confirmed"] for u in vn.uplinks)
-    seqs = covered([decode(u) for u in vn.uplinks])
-    acked = vn.node.queue.acked                  # intervals before it are proven sent
-    assert set(range(acked)) <= set(seqs) and acked >= 30
-    waiting = sum(r[1] for r in vn.node.queue.records)      # spans of what is still queued
-    assert acked + waiting == vn.node.queue.next_seq           # nothing dropped unproven
-    assert sorted(set(seqs)) == list(range(max(seqs) + 1))
-    assert len(seqs) > len(set(seqs))            # unacknowledged reports were sent again
+    assert vn.uplinks and not any(u["confirmed"] for u in vn.uplinks)
+    assert vn.session.lost                                  # some went on air and never arrived
+    arrived = set(covered([decode(u) for u in vn.uplinks]))
+    queue = vn.node.queue
+    held = set(s for r in queue.records for s in range(r[0], r[0] + r[1]))
+    assert held == set(range(queue.next_seq))                # nothing freed without a receipt
+    assert arrived and held - arrived                        # some arrived, some never did
+    assert queue.sent and not queue.dropped                  # sent ones wait for their receipt
 
 
 def _hung_tof_node(feeds_between_steps):

@@ -268,3 +268,141 @@ def test_compaction_is_one_write_however_long_the_queue():
     assert fs.steps - before == 2                # replace(): truncate, then one write
     again = q.Queue(fs.after_power_cut(), max_records=48)
     assert again.records == queue.records
+
+
+# --- sent, not yet receipted ----------------------------------------------------
+
+class Gateway:
+    """What a receipt says: the gateway stores each record that arrives
+    (all the intervals it spans); the first send of every record starting
+    at a sequence number 1 modulo 3 is lost on the way."""
+
+    def __init__(self):
+        self.stored = set()
+        self.tried = set()
+        self.number = 0
+
+    def uplink(self, records):
+        for r in records:
+            if r[q.SEQ] % 3 == 1 and r[q.SEQ] not in self.tried:
+                self.tried.add(r[q.SEQ])
+                continue
+            self.stored.update(range(r[q.SEQ], r[q.SEQ] + r[q.SPAN]))
+
+    def receipt(self):
+        self.number += 1
+        nxt = 0
+        while nxt in self.stored:
+            nxt += 1
+        return self.number, nxt & 0xFFFF, sorted(s & 0xFFFF for s in self.stored if s > nxt)
+
+
+def run_receipts(fs, journal, gw, n=16):
+    queue = q.Queue(fs, max_records=4, compact_bytes=500)
+    start = queue.next_seq
+    for k in range(n):
+        i = start + k
+        journal.append_in_flight = i
+        seq = queue.append(interval(i), 60, tot_after(i))
+        journal.append_in_flight = None
+        journal.appended[seq] = i
+        batch = queue.batch(2)
+        if batch and k % 2 == 1:
+            queue.mark_sent(batch)
+            if k % 6 == 5:
+                queue.mark_unsent(batch)      # the modem refused it
+            else:
+                gw.uplink(batch)
+        if k % 4 == 3:
+            number, nxt, stored = gw.receipt()
+            journal.receipt_in_flight = (number, set(s for s in gw.stored))
+            queue.apply_receipt(number, nxt, stored)
+            journal.receipted = set(gw.stored)
+            journal.receipt_in_flight = None
+    return queue
+
+
+def check_receipts(queue, journal):
+    covered = []
+    for rec in queue.records:
+        covered.extend(range(rec[q.SEQ], rec[q.SEQ] + rec[q.SPAN]))
+    assert covered == sorted(set(covered)), "a sequence number is held twice"
+    live = set(covered)
+    receipted = getattr(journal, "receipted", set())
+    in_flight = getattr(journal, "receipt_in_flight", None)
+    for seq in journal.appended:
+        if seq in receipted:
+            assert seq not in live, "interval %d came back after its receipt" % seq
+        elif in_flight is None or seq not in in_flight[1]:
+            assert seq in live, "interval %d was lost" % seq
+    assert set(queue.sent) <= set(r[q.SEQ] for r in queue.records)
+
+
+def count_receipt_steps():
+    fs = MemFS()
+    run_receipts(fs, Journal(), Gateway())
+    return fs.steps
+
+
+def test_receipts_free_what_the_gateway_stored_and_requeue_gaps():
+    fs = MemFS()
+    journal, gw = Journal(), Gateway()
+    queue = run_receipts(fs, journal, gw, n=30)
+    check_receipts(queue, journal)
+    # the gaps went back in line, oldest first, and were sent again
+    assert gw.tried and gw.tried <= gw.stored | set(r[q.SEQ] for r in queue.records)
+    again = q.Queue(fs.after_power_cut(), max_records=4, compact_bytes=500)
+    assert again.records == queue.records and again.sent == queue.sent and again.receipt_no == queue.receipt_no
+    assert again.sent_at == queue.sent_at
+
+
+@pytest.mark.parametrize("seed", [3])
+def test_power_cut_at_every_write_step_with_receipts(seed):
+    total = count_receipt_steps()
+    assert total > 30                 # appends, sent/unsent marks, receipts, merges, compactions
+    for cut in range(1, total + 1):
+        fs = MemFS(cut_at=cut, seed=seed * 1000 + cut)
+        journal, gw = Journal(), Gateway()
+        with pytest.raises(PowerCut):
+            run_receipts(fs, journal, gw)
+        flash = fs.after_power_cut()
+        check_receipts(q.Queue(flash, max_records=4, compact_bytes=500), journal)
+        journal.append_in_flight = journal.receipt_in_flight = None
+        queue = run_receipts(flash, journal, gw, n=8)
+        check_receipts(queue, journal)
+        check_receipts(q.Queue(flash.after_power_cut(), max_records=4, compact_bytes=500), journal)
+
+
+def test_receipt_gaps_oldest_first_replay_ignored_and_wrap():
+    queue = q.Queue(MemFS(), max_records=100)
+    queue.next_seq = 65530                       # near the 16-bit wrap
+    for i in range(10):
+        queue.append(interval(i), 300, tot_after(i))
+    queue.mark_sent(queue.batch(10))
+    assert queue.batch(10) == []                 # all sent, none waiting
+    # stored: 65530, 65531, 65533, 0 (=65536), 1, 2; missing 65532, 65534, 65535
+    stored = [65533, 0, 1, 2]
+    assert queue.apply_receipt(1, 65532, stored) == (6, 3)
+    assert [r[q.SEQ] for r in queue.batch(10)] == [65532]            # oldest gap first, alone (not consecutive)
+    assert sorted(queue.sent) == [65539]                              # after the highest stored: not judged
+    assert queue.apply_receipt(1, 65532, []) is None                  # replayed receipt: nothing changes
+    assert len(queue) == 4
+    assert queue.apply_receipt(2, 3, []) == (3, 0)                    # everything before 65539 stored
+    assert [r[q.SEQ] for r in queue.records] == [65539]
+
+
+def test_sent_records_are_never_merged_and_retention_bounds_them():
+    queue = q.Queue(MemFS(), max_records=2, retain_h=1)
+    for i in range(4):
+        queue.append(interval(i), 300, tot_after(i))
+    queue.mark_sent(queue.batch(2))
+    for i in range(4, 30):
+        queue.append(interval(i), 300, tot_after(i))
+    assert all(r[q.SPAN] == 1 for r in queue.records if r[q.SEQ] in queue.sent)
+    # 12 intervals of 5 minutes make the hour: the two sent records were dropped
+    assert not queue.sent and queue.dropped == 2 and queue.unsent() == len(queue.records) <= 4
+    small = q.Queue(MemFS(), max_records=100, retain_bytes=300)
+    for i in range(10):
+        small.append(interval(i), 300, tot_after(i))
+        small.mark_sent(small.batch(1))
+    assert sum(small.sent.values()) <= 300 and small.dropped > 0

@@ -16,6 +16,8 @@
 
 var FPORT_REPORT = 1;
 var FPORT_CONFIG = 2;
+var FPORT_RECEIPT = 3;
+var MAX_RECEIPT_BITMAP = 32;
 var TAG_LEN = 8;
 var MAX_FRAME = 242;
 var U16 = 65535;
@@ -518,10 +520,46 @@ function configToWire(data) {
   return new CborMap(pairs);
 }
 
+// --- receipt (fPort 3) ---------------------------------------------------------
+// [number, next_seq, stored]: every interval before next_seq is stored and
+// next_seq is not; bit k of stored (byte k >> 3, least significant bit
+// first) says interval next_seq + 1 + k is stored.
+
+function receiptFromWire(wire) {
+  if (!isArray(wire) || wire.length !== 3) fail("receipt must be an array of 3 items");
+  var number = uint(wire[0], "receipt number", 1, U32);
+  var nextSeq = uint(wire[1], "next_seq", 0, U16);
+  var bitmap = wire[2];
+  if (!(bitmap instanceof CborBytes) || bitmap.bytes.length > MAX_RECEIPT_BITMAP) {
+    fail(fmt("stored must be a byte string of at most %d bytes", MAX_RECEIPT_BITMAP));
+  }
+  var b = bitmap.bytes, stored = [];
+  if (b.length && b[b.length - 1] === 0) fail("stored must not end with a zero byte");
+  for (var k = 0; k < 8 * b.length; k++) if ((b[k >> 3] >> (k & 7)) & 1) stored.push((nextSeq + 1 + k) & U16);
+  return { receipt: number, next_seq: nextSeq, stored_seq: stored };
+}
+
+function receiptToWire(data) {
+  if (!data || data.receipt === undefined || data.next_seq === undefined) {
+    fail("a receipt needs receipt, next_seq and stored_seq");
+  }
+  var nextSeq = uint(data.next_seq, "next_seq", 0, U16), bitmap = [], top = -1, seqs = data.stored_seq || [];
+  for (var i = 0; i < MAX_RECEIPT_BITMAP; i++) bitmap.push(0);
+  for (i = 0; i < seqs.length; i++) {
+    var k = (uint(seqs[i], "stored_seq", 0, U16) - nextSeq - 1) & U16;
+    if (k >= 8 * MAX_RECEIPT_BITMAP) fail(fmt("stored_seq must lie within %d intervals after next_seq", 8 * MAX_RECEIPT_BITMAP));
+    bitmap[k >> 3] |= 1 << (k & 7);
+    if (k > top) top = k;
+  }
+  return [data.receipt, nextSeq, new CborBytes(bitmap.slice(0, top >= 0 ? (top >> 3) + 1 : 0))];
+}
+
 function dumps(value) {
-  // deterministic encoding of what configToWire builds (ints, arrays, maps, null)
+  // deterministic encoding of what configToWire and receiptToWire build
+  // (ints, arrays, maps, byte strings, null)
   var out = [], i;
   if (value === null) return [0xf6];
+  if (value instanceof CborBytes) return head(2, value.bytes.length).concat(value.bytes);
   if (isInt(value)) return value >= 0 ? head(0, value) : head(1, -1 - value);
   if (isArray(value)) {
     out = head(4, value.length);
@@ -571,28 +609,33 @@ function decodeUplink(input) {
 
 function decodeDownlink(input) {
   return run(function () {
-    var parts = splitFrame(inputBytes(input), input.fPort, FPORT_CONFIG, "configuration", input.variables);
-    var data = configFromWire(loads(parts.message));
+    var receipt = input.fPort === FPORT_RECEIPT;
+    var parts = splitFrame(inputBytes(input), input.fPort, receipt ? FPORT_RECEIPT : FPORT_CONFIG,
+      receipt ? "receipt" : "configuration", input.variables);
+    var wire = loads(parts.message);
+    var data = receipt ? receiptFromWire(wire) : configFromWire(wire);
     data.tag = toHex(parts.tag);
     return data;
   });
 }
 
 function encodeDownlink(input) {
-  var result = run(function () {
+  var fPort = FPORT_CONFIG, result = run(function () {
     var cred = credentials(input.variables);
     if (!cred) fail("tagKey and devEui variables are needed to sign a configuration");
-    var wire = configToWire(input.data);
+    var receipt = input.data && input.data.receipt !== undefined;
+    var wire = receipt ? receiptToWire(input.data) : configToWire(input.data);
     checkedValues(wire);
-    configFromWire(wire);
+    if (receipt) receiptFromWire(wire); else configFromWire(wire);
     var message = dumps(wire);
     if (message.length + TAG_LEN > MAX_FRAME) {
       fail(fmt("frame is %d bytes; the largest LoRaWAN payload is %d", message.length + TAG_LEN, MAX_FRAME));
     }
-    return computeTag(message, cred.devEui, FPORT_CONFIG, cred.key).concat(message);
+    fPort = receipt ? FPORT_RECEIPT : FPORT_CONFIG;
+    return computeTag(message, cred.devEui, fPort, cred.key).concat(message);
   });
   if (result.errors.length) return result;
-  return { bytes: result.data, fPort: FPORT_CONFIG, warnings: [], errors: [] };
+  return { bytes: result.data, fPort: fPort, warnings: [], errors: [] };
 }
 
 if (typeof module !== "undefined" && module.exports) {

@@ -13,6 +13,8 @@ import hashlib
 
 FPORT_REPORT = 1
 FPORT_CONFIG = 2
+FPORT_RECEIPT = 3
+MAX_RECEIPT_BITMAP = 32   # stored-interval bitmap of a receipt: 256 intervals
 TAG_LEN = 8
 MAX_FRAME = 242
 DWELL_EDGES_S = (0, 5, 15, 60, 300, 900, 3600)
@@ -389,19 +391,15 @@ def _edits(value, name, max_index):
 
 
 def decode_downlink(frame, fport, dev_eui, key):
-    """Configuration dict from a downlink frame; the tag is verified first."""
+    """Configuration (fPort 2) or receipt (fPort 3) dict from a downlink
+    frame; the tag is verified first."""
     frame = bytes(frame)
+    if fport == FPORT_RECEIPT:
+        return decode_receipt(frame, fport, dev_eui, key)
     if fport != FPORT_CONFIG:
         raise PayloadError("fPort %d carries no Vistelse configuration (version 1 uses fPort %d)"
                            % (fport, FPORT_CONFIG))
-    if len(frame) > MAX_FRAME:
-        raise PayloadError("frame is %d bytes; the largest LoRaWAN payload is %d" % (len(frame), MAX_FRAME))
-    if len(frame) <= TAG_LEN:
-        raise PayloadError("frame too short: %d bytes, a tag (8) and a message are needed" % len(frame))
-    tag = frame[:TAG_LEN]
-    message = frame[TAG_LEN:]
-    if not _same(tag, compute_tag(message, dev_eui, fport, key)):
-        raise PayloadError("authenticity tag does not match")
+    tag, message = _split(frame, fport, dev_eui, key)
     wire = _loads(message)
     if not isinstance(wire, _Map):
         raise PayloadError("configuration must be a map")
@@ -434,3 +432,40 @@ def decode_downlink(frame, fport, dev_eui, key):
         out["still_hold_s"] = _uint(fields[7], "still_hold_s", 0, 3600)
     out["tag"] = "".join("%02x" % b for b in tag)
     return out
+
+
+def _split(frame, fport, dev_eui, key):
+    if len(frame) > MAX_FRAME:
+        raise PayloadError("frame is %d bytes; the largest LoRaWAN payload is %d" % (len(frame), MAX_FRAME))
+    if len(frame) <= TAG_LEN:
+        raise PayloadError("frame too short: %d bytes, a tag (8) and a message are needed" % len(frame))
+    tag = frame[:TAG_LEN]
+    message = frame[TAG_LEN:]
+    if not _same(tag, compute_tag(message, dev_eui, fport, key)):
+        raise PayloadError("authenticity tag does not match")
+    return tag, message
+
+
+def decode_receipt(frame, fport, dev_eui, key):
+    """Receipt dict (receipt, next_seq, stored_seq) from a fPort 3 frame."""
+    frame = bytes(frame)
+    if fport != FPORT_RECEIPT:
+        raise PayloadError("fPort %d carries no Vistelse receipt (version 1 uses fPort %d)" % (fport, FPORT_RECEIPT))
+    tag, message = _split(frame, fport, dev_eui, key)
+    wire = _loads(message)
+    if not isinstance(wire, list) or len(wire) != 3:
+        raise PayloadError("receipt must be an array of 3 items")
+    number = _uint(wire[0], "receipt number", 1, 0xFFFFFFFF)
+    next_seq = _uint(wire[1], "next_seq", 0, U16)
+    bitmap = wire[2]
+    if not isinstance(bitmap, bytes) or len(bitmap) > MAX_RECEIPT_BITMAP:
+        raise PayloadError("stored must be a byte string of at most %d bytes" % MAX_RECEIPT_BITMAP)
+    if bitmap and bitmap[-1] == 0:
+        raise PayloadError("stored must not end with a zero byte")
+    stored = []
+    for k in range(8 * len(bitmap)):
+        if bitmap[k >> 3] >> (k & 7) & 1:
+            stored.append((next_seq + 1 + k) & U16)
+    return {"receipt": number, "next_seq": next_seq, "stored_seq": stored,
+            "tag": "".join("%02x" % b for b in tag)}
+

@@ -177,10 +177,10 @@ def uplinks():
     return v
 
 
-def valid_down(description, config):
+def valid_down(description, config, fport=2):
     data = vc.encode_downlink(config, dev_eui=DEV_EUI, key=TAG_KEY)
-    out = vc.decode_downlink(data, 2, dev_eui=DEV_EUI, key=TAG_KEY)
-    return vec(description + " (%d bytes)" % len(data), 2, data, {"data": out})
+    out = vc.decode_downlink(data, fport, dev_eui=DEV_EUI, key=TAG_KEY)
+    return vec(description + " (%d bytes)" % len(data), fport, data, {"data": out})
 
 
 def raw_down(description, wire_bytes, roundtrip=True, fport=2):
@@ -220,6 +220,33 @@ def downlinks():
             bytes([frame(d({1: 2, 2: 600}, canonical=True), 2)[0] ^ 0x80]) +
             frame(d({1: 2, 2: 600}, canonical=True), 2)[1:],
             {"errors": ["authenticity tag does not match"]}),
+    ] + receipts()
+
+
+def receipts():
+    d = cbor2.dumps
+    return [
+        valid_down("receipt: everything before 1000 stored, nothing after",
+                   {"receipt": 1, "next_seq": 1000, "stored_seq": []}, 3),
+        valid_down("receipt: 1000 and 1002 missing, 1001 and 1003 to 1010 stored",
+                   {"receipt": 2, "next_seq": 1000, "stored_seq": [1001] + list(range(1003, 1011))}, 3),
+        valid_down("receipt across the sequence wrap, a 6-hour outage (72 intervals) missing",
+                   {"receipt": 40, "next_seq": 65500, "stored_seq": list(range(36, 60))}, 3),
+        valid_down("receipt: largest bitmap, 256 intervals after next_seq",
+                   {"receipt": 4294967295, "next_seq": 0, "stored_seq": list(range(1, 257))}, 3),
+        raw_down("receipt number 0 (numbers start at 1)", d([0, 1000, b""], canonical=True), fport=3),
+        raw_down("receipt with 2 items", d([5, 1000], canonical=True), fport=3),
+        raw_down("receipt bitmap of 33 bytes", d([5, 1000, b"\x01" * 33], canonical=True), fport=3),
+        raw_down("receipt bitmap ends with a zero byte", d([5, 1000, b"\x01\x00"], canonical=True), fport=3),
+        raw_down("receipt bitmap as an array, not a byte string", d([5, 1000, [1]], canonical=True), fport=3),
+        raw_down("receipt next_seq beyond 65535", d([5, 65536, b""], canonical=True), fport=3),
+        raw_down("receipt as a map", d({1: 5}, canonical=True), fport=3),
+        vec("receipt tag altered (forged receipt would free the node's queue)", 3,
+            bytes([frame(d([6, 1000, b""], canonical=True), 3)[0] ^ 0x01]) +
+            frame(d([6, 1000, b""], canonical=True), 3)[1:],
+            {"errors": ["authenticity tag does not match"]}),
+        vec("receipt tagged for fPort 2, sent on fPort 3 (moved frame)", 3,
+            frame(d([6, 1000, b""], canonical=True), 2), {"errors": ["authenticity tag does not match"]}),
     ]
 
 

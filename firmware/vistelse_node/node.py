@@ -41,11 +41,12 @@ BUSY_RETRY_MS = 1000
 NO_FIT_RETRY_MS = 600000      # one interval does not fit this data rate: wait for ADR
 REJOIN_AFTER_FAILURES = 3     # failed uplinks in a row before a fresh join
 DUTY_DEFAULT_WAIT_MS = 60000  # the modem said "duty cycle" without saying how long
-# Reports go as confirmed uplinks: the network's ack is the only evidence
-# that an interval arrived. The end of an unconfirmed uplink proves nothing
-# (RUI3 prints +EVT:TX_DONE whatever the MAC's status, lora/service_lora.c
-# McpsConfirm), so an interval leaves the queue only once acknowledged.
-CONFIRMED_UPLINKS = True
+# Reports go as unconfirmed uplinks: a LoRaWAN confirmation costs one
+# downlink per uplink (288 a day at 5 minutes), far past The Things
+# Network's fair use of 10 downlinks a day and a gateway's downlink duty
+# cycle. What arrived is told by the gateway's receipts (fPort 3, a few a
+# day); until one covers it, a sent interval stays in the queue.
+CONFIRMED_UPLINKS = False
 
 
 class Node:
@@ -78,11 +79,12 @@ class Node:
         now = clock.ticks_ms()
         self.interval_end = ticks_add(now, cfg["interval_s"] * 1000)
         self.next_try = now
-        self.in_flight = None         # (sequence number acknowledged by the uplink, bytes, dr)
+        self.in_flight = None         # (records carried by the uplink, bytes, dr)
         self.batch_limit = 64
         self.fail_streak = 0
         self.sent = 0                 # uplinks handed over since start
         self.rejected = []            # reasons of rejected downlinks (for the REPL and tests)
+        self.recovered = 0            # records sent again after a receipt found them missing
 
     # --- the loop -----------------------------------------------------------------
 
@@ -187,7 +189,23 @@ class Node:
 
     # --- downlinks ------------------------------------------------------------------
 
+    def _on_receipt(self, data):
+        try:
+            r = mcodec.decode_downlink(data, mcodec.FPORT_RECEIPT, self.dev_eui, self.tag_key)
+        except mcodec.PayloadError as exc:
+            self.log("receipt rejected:", exc)
+            return
+        done = self.queue.apply_receipt(r["receipt"], r["next_seq"], r["stored_seq"])
+        if done is None:
+            self.log("receipt", r["receipt"], "is not newer than", self.queue.receipt_no, "(a repeat): ignored")
+            return
+        self.recovered += done[1]
+        self.log("receipt %d: %d intervals stored, %d records to send again" % (r["receipt"], done[0], done[1]))
+
     def _on_downlink(self, port, data):
+        if port == mcodec.FPORT_RECEIPT:
+            self._on_receipt(data)
+            return
         if port != mcodec.FPORT_CONFIG:
             self.log("downlink on fPort", port, "ignored")
             return
@@ -215,12 +233,12 @@ class Node:
         elif kind == "sent":
             if self.in_flight is None:
                 return                        # not ours (a modem left sending before a restart)
-            upto, nbytes, dr = self.in_flight
+            records, nbytes, dr = self.in_flight
             self.in_flight = None
-            if event[1] is not True:          # no ack: not proven sent, the intervals stay queued
+            if CONFIRMED_UPLINKS and event[1] is not True:
+                self.queue.mark_unsent(records)   # no ack: not proven sent
                 self._failed(NO_ACK)
                 return
-            self.queue.ack(upto)
             self.health.reported()
             self.reset_cause = None
             self.fail_streak = 0
@@ -228,6 +246,8 @@ class Node:
             self.batch_limit = 64
             self.modem.data_rate()            # ADR may have moved it
         elif kind == "send_failed":
+            if self.in_flight is not None:
+                self.queue.mark_unsent(self.in_flight[0])
             self.in_flight = None
             self._failed(event[1])
         elif kind == "join_failed":
@@ -254,7 +274,7 @@ class Node:
         if worst_case:
             age, flags = 0xFFFFFFFF, list(node_health.FLAGS)
         else:
-            last_end = self.queue.end_ticks[len(records) - 1]
+            last_end = self.queue.end_tick(records[-1])
             age = None if last_end is None else max(0, ticks_diff(self.clock.ticks_ms(), last_end) // 1000)
             flags = self.health.flags()
         status = {"battery_mv": 0xFFFF if worst_case else (self.battery() if self.battery else 0), "health": flags,
@@ -307,7 +327,7 @@ class Node:
         return best
 
     def _maybe_send(self):
-        if (self.in_flight is not None or not self.queue.records or not self.modem.joined
+        if (self.in_flight is not None or not self.queue.unsent() or not self.modem.joined
                 or self.modem.busy() or ticks_diff(self.clock.ticks_ms(), self.next_try) < 0):
             return
         dr = self.modem.dr if self.modem.dr is not None else self.modem.data_rate()
@@ -321,16 +341,20 @@ class Node:
         if wait != 0:
             self.next_try = ticks_add(self.clock.ticks_ms(), wait if wait > 0 else NO_FIT_RETRY_MS)
             return
-        last = records[-1]
+        # A record sent bare (without breakdowns) is the queued record on the
+        # gateway's side too: it is marked sent as queued.
+        queued = self.queue.batch(len(records))[:len(records)]
+        self.queue.mark_sent(queued)          # on flash before the hand-over
         try:
             self.modem.send(mcodec.FPORT_REPORT, frame, confirmed=CONFIRMED_UPLINKS)
         except ModemError as exc:
             if exc.on_air:                    # the modem sent an empty uplink to flush MAC commands
                 self.policy.spent(0, dr)
+            self.queue.mark_unsent(queued)
             self._refused(exc, len(records))
             return
         self.policy.spent(len(frame), dr)
-        self.in_flight = (last[report_queue.SEQ] + last[report_queue.SPAN], len(frame), dr)
+        self.in_flight = (queued, len(frame), dr)
         self.log("uplink: %d intervals from %d, %d bytes at DR%d"
                  % (len(records), records[0][report_queue.SEQ], len(frame), dr))
 

@@ -1,11 +1,28 @@
 # The persistent report queue: nothing measured is lost, nothing is sent twice.
 #
 # Every finished interval becomes a *record* appended to a write-ahead log
-# on flash before anything else happens to it. Records leave the queue only
-# when the modem has taken the uplink that carries them (an *ack* entry).
+# on flash before anything else happens to it. A record stays in the queue
+# after it is sent ("sent, not yet receipted") until the gateway's receipt
+# (docs/payload.md, fPort 3) says it is stored, or the retention bound is
+# reached: reports are unconfirmed uplinks, and the end of an unconfirmed
+# uplink proves nothing (RUI3 prints +EVT:TX_DONE whatever the MAC's
+# status, lora/service_lora.c McpsConfirm). A receipt frees what it covers
+# and puts the missing records back in line (they are the oldest unsent,
+# so they go first).
+#
+# Retention bound: a sent record is dropped unreceipted once it was sent
+# retain_h hours ago (counted in intervals queued since, the node has no
+# wall clock) or once the held sent records take more than retain_bytes of log;
+# the oldest sent go first. The gateway sends a receipt well inside both
+# (gateway/vistelse_gateway/receipts.py), so the bound matters only when
+# receipts cannot get through for that long.
 #
 # Log file. Two files, "<name>.a" and "<name>.b"; one is current. A file is
-#     H(generation) S(state) I(record)* C   then appended I / A entries
+#     H(generation) S(state) I(record)* C   then appended I / A / T / U / R / D
+# entries: T [a, b] records in [a, b) sent (written before the hand-over to
+# the modem), U [a, b] back in line (the modem refused), R [number, freed,
+# resend] a receipt applied (one entry, so it is applied whole or not at
+# all), D [seqs] dropped by the retention bound.
 # (flashfs.frame: magic, type, length, payload, CRC-32). Loading takes the
 # file with the highest generation that has its C (commit) entry, replays
 # it, and stops at the first entry that fails its CRC: a torn append loses
@@ -25,7 +42,9 @@
 # inside [seq, seq + span) on replay: that is how merges are logged, and
 # why replaying a log twice gives the same queue.
 #
-# Overflow (more than max_records): the oldest two adjacent records of
+# Overflow (more than max_records unsent records): the oldest two adjacent
+# unsent records (a sent record is never merged: the gateway may hold it
+# already, and a merge sent again would count it twice) of
 # equal span are merged (else the oldest two that can be), skipping merges
 # the node says no uplink could carry (can_merge: a merged record must fit
 # one uplink at the data rate in use): visits,
@@ -47,6 +66,8 @@ from vistelse_node import flashfs
 SEQ, SPAN, INTERVAL_S, ZONES, LINES, HEIGHTS, TOT = 0, 1, 2, 3, 4, 5, 6
 LINE_SLOTS = 4
 HARD_FACTOR = 4
+RETAIN_H = 24                 # hours a sent record waits for its receipt
+RETAIN_BYTES = 16384          # log bytes the waiting sent records may take
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF
 
@@ -57,6 +78,17 @@ def _dumps(obj):
 
 def _loads(data):
     return json.loads(data)
+
+
+def _pack(rec):
+    """A sent record as it waits for its receipt: [seq, span, interval_s,
+    its log bytes]. It is needed again only if the receipt shows it missing,
+    and its JSON takes a third of the RAM of the nested lists."""
+    return [rec[SEQ], rec[SPAN], rec[INTERVAL_S], _dumps(rec)]
+
+
+def _unpack(rec):
+    return _loads(rec[3]) if len(rec) == 4 else rec
 
 
 def record_from_interval(seq, interval, interval_s, tot):
@@ -154,7 +186,8 @@ class Queue:
     (ticks_ms when the record's last interval ended, or None when that was
     before this start: the age is then unknown)."""
 
-    def __init__(self, fs, name="queue", max_records=48, compact_bytes=6144, can_merge=None):
+    def __init__(self, fs, name="queue", max_records=48, compact_bytes=6144, can_merge=None,
+                 retain_h=RETAIN_H, retain_bytes=RETAIN_BYTES):
         self.fs = fs
         self.can_merge = can_merge   # callable(record) -> False if that merge could never be sent
         self.files = (name + ".a", name + ".b")
@@ -164,11 +197,18 @@ class Queue:
         self.end_ticks = []
         self.next_seq = 0
         self.acked = 0
+        self.sent = {}               # seq of a sent record -> its bytes in the log
+        self.sent_at = {}            # seq of a sent record -> next_seq when it was sent
+        self.receipt_no = 0          # number of the last receipt applied
+        self.retain_h = retain_h
+        self.retain_bytes = retain_bytes
         self.tot = [0] * (2 * LINE_SLOTS)
         self.merged = False          # an overflow merge happened (health flag queue_merged)
+        self.dropped = 0             # sent records dropped unreceipted since start
         self.gen = 0
         self.cur = 0
         self.size = 0                # bytes in the current file
+        self.live = 0                # of which the last compaction wrote
         self.dirty = False           # RAM holds more than flash: compact when possible
         self._load()
 
@@ -178,7 +218,8 @@ class Queue:
         gen = None
         committed = False
         records = []
-        next_seq = acked = 0
+        next_seq = acked = receipt_no = 0
+        sent = {}                  # seq -> next_seq when it was sent
         tot = [0] * (2 * LINE_SLOTS)
         best_end = -1
         for kind, payload in found:
@@ -190,6 +231,14 @@ class Queue:
                 gen = value
             elif kind == "S":
                 next_seq, acked, tot = value[0], value[1], list(value[2])
+                if len(value) > 3:
+                    receipt_no = value[3]
+                    sent = {}
+                    for x in value[4]:
+                        if isinstance(x, list):
+                            sent[x[0]] = x[1]
+                        else:
+                            sent[x] = next_seq
                 best_end = next_seq
             elif kind == "I":
                 seq, end = value[SEQ], value[SEQ] + value[SPAN]
@@ -212,13 +261,29 @@ class Queue:
                 if not placed:
                     keep.append(value)
                 records = keep
+            elif kind == "T" or kind == "U":
+                for r in records:
+                    if value[0] <= r[SEQ] < value[1]:
+                        if kind == "T":
+                            sent[r[SEQ]] = next_seq
+                        else:
+                            sent.pop(r[SEQ], None)
+            elif kind == "R" or kind == "D":
+                gone = value[1] if kind == "R" else value
+                records = [r for r in records if r[SEQ] not in gone]
+                if kind == "R":
+                    receipt_no = max(receipt_no, value[0])
+                    for seq in value[2]:
+                        sent.pop(seq, None)
             elif kind == "A":
                 if value > acked:
                     acked = value
                 records = [r for r in records if r[SEQ] + r[SPAN] > acked]
             elif kind == "C":
                 committed = True
-        return gen, committed, records, next_seq, acked, tot
+        seqs = set(r[SEQ] for r in records)
+        sent = dict((x, sent[x]) for x in sent if x in seqs)
+        return gen, committed, records, next_seq, acked, tot, receipt_no, sent
 
     def _load(self):
         best = None
@@ -227,18 +292,25 @@ class Queue:
             if not data:
                 continue
             found, torn = flashfs.entries(data)
-            gen, committed, records, next_seq, acked, tot = self._replay(found)
+            gen, committed, records, next_seq, acked, tot, receipt_no, sent = self._replay(found)
             if gen is None or not committed:
                 continue
             if best is None or gen > best[0]:
-                best = (gen, i, records, next_seq, acked, tot, torn, len(data))
+                best = (gen, i, records, next_seq, acked, tot, torn, len(data), receipt_no, sent)
         if best is None:
             self.gen = 0
             self.cur = 1          # so the first compaction writes file "a"
             self.compact()
             return
-        self.gen, self.cur, self.records, self.next_seq, self.acked, self.tot, torn, self.size = best
+        (self.gen, self.cur, self.records, self.next_seq, self.acked, self.tot, torn, self.size,
+         self.receipt_no, sent) = best
+        self.live = self.size
         self.end_ticks = [None] * len(self.records)
+        for i in range(len(self.records)):
+            if self.records[i][SEQ] in sent:
+                self.records[i] = _pack(self.records[i])
+                self.sent[self.records[i][SEQ]] = len(self.records[i][3])
+                self.sent_at[self.records[i][SEQ]] = sent[self.records[i][SEQ]]
         if torn:
             self.compact()
 
@@ -251,7 +323,7 @@ class Queue:
             self.size += len(data)
         except OSError:
             self.dirty = True
-        if self.dirty or self.size > self.compact_bytes:
+        if self.dirty or self.size - self.live > self.compact_bytes:
             self.compact()
 
     def compact(self):
@@ -267,9 +339,11 @@ class Queue:
         other = 1 - self.cur
         name = self.files[other]
         gen = self.gen + 1
-        parts = [flashfs.frame("H", _dumps(gen)), flashfs.frame("S", _dumps([self.next_seq, self.acked, self.tot]))]
+        parts = [flashfs.frame("H", _dumps(gen)), flashfs.frame("S", _dumps([self.next_seq, self.acked, self.tot, self.receipt_no,
+                                                                    [[x, self.sent_at.get(x, self.next_seq)]
+                                                                     for x in sorted(self.sent)]]))]
         for r in self.records:
-            parts.append(flashfs.frame("I", _dumps(r)))
+            parts.append(flashfs.frame("I", r[3] if len(r) == 4 else _dumps(r)))
         parts.append(flashfs.frame("C", b"1"))
         data = b"".join(parts)
         parts = None
@@ -278,7 +352,7 @@ class Queue:
         except OSError:
             self.dirty = True
             return False
-        self.gen, self.cur, self.size, self.dirty = gen, other, len(data), False
+        self.gen, self.cur, self.size, self.live, self.dirty = gen, other, len(data), len(data), False
         return True
 
     # --- the queue ----------------------------------------------------------
@@ -306,17 +380,24 @@ class Queue:
         self.next_seq = rec[SEQ] + rec[SPAN]
         self.tot = list(rec[TOT])
         self._append("I", rec)
-        while len(self.records) > self.max_records and self._merge_one():
+        while self.unsent() > self.max_records and self._merge_one():
             pass
+        self._pack_some()
+        self._retain()
         return rec[SEQ]
+
+    def unsent(self):
+        return len(self.records) - len(self.sent)
 
     def _merge_one(self):
         pick = -1
         first = -1
         # past HARD_FACTOR x max_records even merges the radio cannot carry
         # are made: flash is finite, and the counts stay correct
-        hard = len(self.records) > HARD_FACTOR * self.max_records
+        hard = self.unsent() > HARD_FACTOR * self.max_records
         for i in range(len(self.records) - 1):
+            if self.records[i][SEQ] in self.sent or self.records[i + 1][SEQ] in self.sent:
+                continue
             m = merge(self.records[i], self.records[i + 1])
             if m is None or not (hard or self.can_merge is None or self.can_merge(m)):
                 continue
@@ -337,13 +418,121 @@ class Queue:
         return True
 
     def batch(self, limit):
-        """Up to `limit` oldest records that can share one report."""
+        """Up to `limit` oldest unsent records that can share one report
+        (one shape, consecutive sequence numbers)."""
         out = []
         for r in self.records:
-            if len(out) >= limit or (out and not same_shape(out[0], r)):
+            if r[SEQ] in self.sent:
+                if out:
+                    break
+                continue
+            if len(out) >= limit or (out and (not same_shape(out[0], r) or out[-1][SEQ] + out[-1][SPAN] != r[SEQ])):
                 break
             out.append(r)
         return out
+
+    def end_tick(self, rec):
+        """ticks_ms at the end of the record's last interval (None: unknown)."""
+        for i in range(len(self.records)):
+            if self.records[i] is rec:
+                return self.end_ticks[i]
+        return None
+
+    def mark_sent(self, records):
+        """The records go to the modem now: written before the hand-over, so
+        a power cut cannot leave a sent record marked unsent (the worst is
+        one marked sent that never went, which the next receipt finds)."""
+        for r in records:
+            self.sent[r[SEQ]] = 0         # packed a few at a time: _pack_some
+            self.sent_at[r[SEQ]] = self.next_seq
+        self._append("T", [records[0][SEQ], records[-1][SEQ] + records[-1][SPAN]])
+        self._retain()
+
+    def mark_unsent(self, records):
+        """The modem refused the uplink: the records are back in line."""
+        self._back_in_line(set(r[SEQ] for r in records))
+        self._append("U", [records[0][SEQ], records[-1][SEQ] + records[-1][SPAN]])
+
+    def unwrap(self, seq16):
+        """The node's sequence number for a 16-bit one: the latest not after next_seq."""
+        return self.next_seq - ((self.next_seq - seq16) & U16)
+
+    def apply_receipt(self, number, next_seq16, stored16):
+        """Apply a decoded receipt. Returns (intervals freed, records to
+        send again), or None for a receipt not newer than the last one."""
+        if number <= self.receipt_no:
+            return None
+        first = self.unwrap(next_seq16)
+        stored = set()
+        top = None
+        for s16 in stored16:
+            s = first + 1 + ((s16 - next_seq16 - 1) & U16)
+            stored.add(s)
+            if top is None or s > top:
+                top = s
+        freed, resend, n_freed = [], [], 0
+        for r in self.records:
+            seq = r[SEQ]
+            if seq < first or seq in stored:
+                freed.append(seq)
+                n_freed += r[SPAN]
+            elif seq in self.sent and top is not None and seq < top:
+                resend.append(seq)
+        self.receipt_no = number
+        self._remove(freed)
+        self._back_in_line(set(resend))
+        self._append("R", [number, freed, resend])
+        return n_freed, len(resend)
+
+    def _pack_some(self, n=8):
+        """Pack up to n sent records (one interval's turn; packing a whole
+        batch in the turn that sends it raised the node's peak heap)."""
+        for i in range(len(self.records)):
+            if n <= 0:
+                return
+            r = self.records[i]
+            if len(r) != 4 and r[SEQ] in self.sent:
+                self.records[i] = _pack(r)
+                self.sent[r[SEQ]] = len(self.records[i][3])
+                n -= 1
+
+    def _back_in_line(self, seqs):
+        for i in range(len(self.records)):
+            seq = self.records[i][SEQ]
+            if seq in seqs:
+                self.records[i] = _unpack(self.records[i])
+                self.sent.pop(seq, None)
+                self.sent_at.pop(seq, None)
+
+    def _remove(self, seqs):
+        gone = set(seqs)
+        keep = [i for i in range(len(self.records)) if self.records[i][SEQ] not in gone]
+        self.records = [self.records[i] for i in keep]
+        self.end_ticks = [self.end_ticks[i] for i in keep]
+        for seq in seqs:
+            self.sent.pop(seq, None)
+            self.sent_at.pop(seq, None)
+
+    def _retain(self):
+        """Drop sent records past the retention bound, oldest first."""
+        drop = []
+        held = 0
+        for seq in self.sent:
+            held += self.sent[seq]
+        for r in self.records:
+            seq = r[SEQ]
+            if seq not in self.sent:
+                continue
+            old = (self.next_seq - self.sent_at.get(seq, seq + r[SPAN])) * r[INTERVAL_S] >= self.retain_h * 3600
+            if not old and held <= self.retain_bytes:
+                break
+            drop.append(seq)
+            held -= self.sent[seq]
+        if not drop:
+            return
+        self._remove(drop)
+        self.dropped += len(drop)
+        self._append("D", drop)
 
     def ack(self, upto):
         """Drop every record that ends at or before sequence number `upto`."""
@@ -353,6 +542,9 @@ class Queue:
         while n < len(self.records) and self.records[n][SEQ] + self.records[n][SPAN] <= upto:
             n += 1
         self.acked = upto
+        for r in self.records[:n]:
+            self.sent.pop(r[SEQ], None)
+            self.sent_at.pop(r[SEQ], None)
         del self.records[:n]
         del self.end_ticks[:n]
         self._append("A", upto)

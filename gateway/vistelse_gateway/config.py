@@ -149,6 +149,12 @@ SCHEMA = section({
         "title": string("Sensor register"), "owner": string(""), "contact": string(""), "purpose": string(""),
         "legal_basis": string(""), "review_interval_days": integer(1, 3650, 365),
     }),
+    # receipts (fPort 3): which intervals are stored, so nodes send the missing ones again
+    # (gateway/vistelse_gateway/receipts.py); through the [downlink] path
+    "receipts": section({
+        "enabled": boolean(False), "max_per_day": integer(1, 100, 8), "every_h": number(0.5, 48, 4),
+        "min_gap_min": number(0, 1440, 180),
+    }),
     "downlink": section({
         "via": one_of(("chirpstack-grpc", "chirpstack-mqtt", "tts")), "chirpstack_grpc": HOST_PORT,
         "chirpstack_token": string(), "chirpstack_token_file": PATH, "chirpstack_tls": boolean(False),
@@ -352,4 +358,5 @@ def check(doc, base="."):
         s.setdefault("public_url", cfg["http"]["public_url"])
     cfg["register"] = defaults(p["register"], doc.get("register", {}))
     cfg["downlink"] = defaults(p["downlink"], doc.get("downlink", {}))
+    cfg["receipts"] = defaults(p["receipts"], doc.get("receipts", {}))
     return cfg

@@ -1,4 +1,4 @@
-"""Configuration downlinks: encode with the contract, enqueue through the network server.
+"""Downlinks (configurations, receipts): encode with the contract, enqueue through the network server.
 
     chirpstack-grpc   DeviceService.Enqueue (chirpstack-api), metadata authorization: Bearer <API token>
     chirpstack-mqtt   application/{application_id}/device/{dev_eui}/command/down (JSON)
@@ -10,10 +10,17 @@ rejected when the node raises the config_rejected health flag.
 """
 import base64
 import json
+import logging
+import queue
+import threading
 import urllib.error
 import urllib.request
 
 import vistelse_codec
+
+from . import config as config_mod
+
+log = logging.getLogger("vistelse.downlink")
 
 
 class DownlinkError(Exception):
@@ -89,3 +96,74 @@ def send_tts(url, api_key, application, webhook_id, device_id, data, f_port=vist
     except (urllib.error.URLError, OSError) as exc:
         raise DownlinkError("cannot reach The Things Stack: %s" % exc) from None
     return endpoint
+
+
+def default_via(cfg, device):
+    return cfg["downlink"].get("via") or ("tts" if device.get("network") == "tts" else "chirpstack-grpc")
+
+
+def send(cfg, device, data, f_port=vistelse_codec.FPORT_CONFIG, via=None):
+    """Enqueue `data` for `device` the way [downlink] says; -> detail text.
+    Raises DownlinkError (or config.ConfigError for an unreadable secret)."""
+    dl = cfg["downlink"]
+    eui = device["dev_eui"]
+    via = via or default_via(cfg, device)
+    if via == "chirpstack-grpc":
+        token = config_mod._read_secret(dl, "downlink", "chirpstack_token")
+        if not dl.get("chirpstack_grpc") or not token:
+            raise DownlinkError("[downlink] needs chirpstack_grpc (host:port) and "
+                                "chirpstack_token or chirpstack_token_file")
+        return send_chirpstack_grpc(dl["chirpstack_grpc"], token, eui, data, f_port=f_port,
+                                    tls=bool(dl.get("chirpstack_tls", False)))
+    if via == "chirpstack-mqtt":
+        src = next((s for s in cfg["sources"] if s["network"] == "chirpstack"), None)
+        if src is None:
+            raise DownlinkError("no [[source]] of type chirpstack-mqtt to publish through")
+        return send_chirpstack_mqtt(src, device["application"], eui, data, f_port=f_port)
+    key = config_mod._read_secret(dl, "downlink", "tts_api_key")
+    if not dl.get("tts_url") or not key or not device.get("tts_device_id"):
+        raise DownlinkError("[downlink] needs tts_url, tts_webhook_id and tts_api_key(_file); "
+                            "the device needs its tts_device_id")
+    return send_tts(dl["tts_url"], key, device["application"], dl.get("tts_webhook_id", "vistelse"),
+                    device["tts_device_id"], data, f_port=f_port)
+
+
+class ReceiptSender:
+    """Sends the pipeline's receipts (fPort 3) in a thread of its own, so a
+    slow network server never holds up ingest. A receipt that cannot be
+    sent is logged and dropped: the next one the gateway decides on says
+    everything it would have said (receipts are cumulative)."""
+
+    def __init__(self, cfg, send_fn=None):
+        self.cfg = cfg
+        self.send_fn = send_fn or (lambda device, data: send(cfg, device, data, f_port=vistelse_codec.FPORT_RECEIPT))
+        self.queue = queue.Queue(maxsize=10000)
+        self.sent = 0
+        self.failed = 0
+        self._thread = threading.Thread(target=self._run, name="receipts", daemon=True)
+        self._thread.start()
+
+    def __call__(self, dev_eui, device, frame):
+        try:
+            self.queue.put_nowait((device, frame))
+        except queue.Full:
+            self.failed += 1
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            device, frame = item
+            try:
+                self.send_fn(device, frame)
+                self.sent += 1
+            except (DownlinkError, config_mod.ConfigError) as exc:
+                self.failed += 1
+                log.warning("receipt for %s not sent: %s", device["dev_eui"], exc)
+            finally:
+                self.queue.task_done()
+
+    def stop(self):
+        self.queue.put(None)
+        self._thread.join(5)

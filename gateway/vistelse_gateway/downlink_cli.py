@@ -62,7 +62,6 @@ def main(argv=None):
     except config_mod.ConfigError as exc:
         sys.stderr.write("vistelse downlink: configuration error: %s\n" % exc)
         return 2
-    dl = cfg["downlink"]
     eui = args.dev_eui.lower()
     try:
         store = open_store(cfg["store"])
@@ -102,31 +101,13 @@ def main(argv=None):
         except downlink.DownlinkError as exc:
             sys.stderr.write("vistelse downlink: %s\n" % exc)
             return 2
-        via = args.via or dl.get("via") or ("tts" if device["network"] == "tts" else "chirpstack-grpc")
+        via = args.via or downlink.default_via(cfg, device)
         if args.dry_run:
             print(json.dumps({"dev_eui": eui, "via": via, "config": conf, "frame_hex": data.hex(),
                               "bytes": len(data)}, indent=1))
             return 0
         try:
-            if via == "chirpstack-grpc":
-                token = config_mod._read_secret(dl, "downlink", "chirpstack_token")
-                if not dl.get("chirpstack_grpc") or not token:
-                    raise downlink.DownlinkError("[downlink] needs chirpstack_grpc (host:port) and "
-                                                 "chirpstack_token or chirpstack_token_file")
-                detail = downlink.send_chirpstack_grpc(dl["chirpstack_grpc"], token, eui, data,
-                                                       tls=bool(dl.get("chirpstack_tls", False)))
-            elif via == "chirpstack-mqtt":
-                src = next((s for s in cfg["sources"] if s["network"] == "chirpstack"), None)
-                if src is None:
-                    raise downlink.DownlinkError("no [[source]] of type chirpstack-mqtt to publish through")
-                detail = downlink.send_chirpstack_mqtt(src, device["application"], eui, data)
-            else:
-                key = config_mod._read_secret(dl, "downlink", "tts_api_key")
-                if not dl.get("tts_url") or not key or not device.get("tts_device_id"):
-                    raise downlink.DownlinkError("[downlink] needs tts_url, tts_webhook_id and tts_api_key(_file); "
-                                                 "the device needs its tts_device_id")
-                detail = downlink.send_tts(dl["tts_url"], key, device["application"],
-                                           dl.get("tts_webhook_id", "vistelse"), device["tts_device_id"], data)
+            detail = downlink.send(cfg, device, data, via=via)
         except config_mod.ConfigError as exc:
             sys.stderr.write("vistelse downlink: configuration error: %s\n" % exc)
             return 2

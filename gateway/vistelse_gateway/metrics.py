@@ -12,6 +12,8 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from .receipts import missing_count
+
 # the *_created series double the output and no dashboard of ours uses them
 prometheus_client.disable_created_metrics()
 
@@ -27,6 +29,9 @@ COUNTERS = {
     "vistelse_gateway_rejections_total": ("Rejected (quarantined) messages, by reason.", ("reason",)),
     "vistelse_gateway_events_total": ("Network events kept, by kind (join, status, log).", ("kind",)),
     "vistelse_gateway_intervals_stored_total": ("Report intervals committed.", ()),
+    "vistelse_gateway_intervals_recovered_total": ("Intervals stored after later ones of their device (sent again "
+                                                   "after a receipt showed them missing).", ()),
+    "vistelse_gateway_receipts_sent_total": ("Receipt downlinks (fPort 3) handed to the network server.", ()),
     "vistelse_gateway_warnings_total": ("Accepted uplinks with a warning, by kind.", ("kind",)),
     "vistelse_gateway_store_errors_total": ("Failed store commits (the batch is retried, nothing is acknowledged).",
                                             ()),
@@ -112,14 +117,20 @@ class _StoreCollector:
                                  "Last accepted uplink per device.", labels=["dev_eui", "site"])
         battery = GaugeMetricFamily("vistelse_gateway_device_battery_millivolts",
                                     "Last reported battery voltage per device.", labels=["dev_eui", "site"])
+        missing = GaugeMetricFamily("vistelse_gateway_device_intervals_missing",
+                                    "Intervals missing below the newest stored one, per device (the node "
+                                    "sends them again after a receipt).", labels=["dev_eui", "site"])
         for d in self.store.overview():
             st = d["state"]
+            if st.get("receipts"):
+                missing.add_metric([d["dev_eui"], d["site"]], missing_count(st["receipts"]))
             if st.get("last_seen"):
                 seen.add_metric([d["dev_eui"], d["site"]], round(st["last_seen"], 3))
             if st.get("battery_mv") is not None:
                 battery.add_metric([d["dev_eui"], d["site"]], st["battery_mv"])
         yield seen
         yield battery
+        yield missing
         q = GaugeMetricFamily("vistelse_gateway_quarantined", "Quarantined messages in the store, by reason.",
                               labels=["reason"])
         for reason, n in sorted(self.store.quarantine_counts().items()):

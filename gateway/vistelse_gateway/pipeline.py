@@ -15,7 +15,9 @@ import queue
 import threading
 import time
 
-from . import ingest, verify
+import vistelse_codec
+
+from . import ingest, receipts, verify
 from .uplink import Ignored, NetworkEvent, Rejected, Uplink
 
 log = logging.getLogger("vistelse.pipeline")
@@ -99,8 +101,11 @@ def content_hash(interval, interval_s):
 
 class Pipeline:
     def __init__(self, store, metrics, *, batch_max=500, replay_window=4096, queue_max=20000,
-                 keep_raw_body=True, on_commit=None, workers=0, quarantine_body_max=64 * 1024):
+                 keep_raw_body=True, on_commit=None, workers=0, quarantine_body_max=64 * 1024,
+                 receipt_policy=None, on_receipt=None):
         self.store = store
+        self.receipt_policy = receipt_policy      # None: receipts off ([receipts] in the config)
+        self.on_receipt = on_receipt or []        # callable(dev_eui hex, device row, frame bytes)
         self.quarantine_body_max = quarantine_body_max
         self.metrics = metrics
         self.batch_max = batch_max
@@ -242,6 +247,16 @@ class Pipeline:
             for item in items:
                 item.result = self._one(batch, item)
                 counts.append(item.result)
+        # committed: now the receipts may leave (a receipt must never tell of an
+        # interval the store could still lose)
+        for item in items:
+            receipt = item.result.get("receipt")
+            if receipt is not None:
+                for callback in self.on_receipt:
+                    try:
+                        callback(*receipt)
+                    except Exception:
+                        log.exception("sending a receipt failed")
         m = self.metrics
         for result in counts:
             m.inc("vistelse_gateway_uplinks_total" if result["type"] == "uplink" else "vistelse_gateway_messages_total",
@@ -250,6 +265,10 @@ class Pipeline:
                 m.inc("vistelse_gateway_rejections_total", reason=result["reason"])
             if result.get("stored"):
                 m.inc("vistelse_gateway_intervals_stored_total", result["stored"])
+            if result.get("recovered"):
+                m.inc("vistelse_gateway_intervals_recovered_total", result["recovered"])
+            if result.get("receipt"):
+                m.inc("vistelse_gateway_receipts_sent_total")
             if result.get("event"):
                 m.inc("vistelse_gateway_events_total", kind=result["event"])
             for w in result.get("warnings", ()):
@@ -386,6 +405,16 @@ class Pipeline:
                 "received_at": received, "uplink_id": uplink_id, "f_cnt": msg.f_cnt, "content_hash": h,
                 "config_version": report["status"]["config_version"], "data": data,
                 "data_json": report_data_json(zones_json, lines, iv)})
+        book = state.setdefault("receipts", {})
+        recovered = 0
+        for (seq, iv, h) in new:
+            recovered += receipts.note_stored(book, seq, iv["span"])
+        receipt = None
+        if self.receipt_policy is not None:
+            wanted = receipts.decide(book, received, self.receipt_policy)
+            if wanted is not None:
+                frame = vistelse_codec.encode_downlink(wanted, dev_eui=bytes.fromhex(eui), key=batch.device_key(eui))
+                receipt = (eui, device, frame)
 
         newest = ext[-1]
         if hi is None or newest >= hi:
@@ -411,7 +440,8 @@ class Pipeline:
         batch.put_device_state(eui, state)
         changes = batch.settle_downlinks(eui, st["config_version"], "config_rejected" in st["health"], received)
         return {"type": "uplink", "outcome": "accepted", "dev_eui": eui, "stored": len(new),
-                "duplicates": len(ext) - len(new), "warnings": warnings, "downlinks": changes}
+                "duplicates": len(ext) - len(new), "warnings": warnings, "downlinks": changes,
+                "recovered": recovered, "receipt": receipt}
 
     def _raw(self, item, msg, eui, outcome):
         return {"received_at": item.received, "source": msg.source, "topic": msg.topic, "dev_eui": eui,

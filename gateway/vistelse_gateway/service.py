@@ -46,7 +46,13 @@ class Gateway:
         self.pipeline = Pipeline(self.store, self.metrics, batch_max=ing["batch_max"],
                                  replay_window=ing["replay_window"], keep_raw_body=ing["keep_raw_body"],
                                  workers=ing["workers"], quarantine_body_max=ing["quarantine_body_max_bytes"],
-                                 on_commit=[w.notify for w in self.workers])
+                                 on_commit=[w.notify for w in self.workers],
+                                 receipt_policy=cfg["receipts"] if cfg["receipts"]["enabled"] else None)
+        self.receipts = None
+        if cfg["receipts"]["enabled"]:
+            from .downlink import ReceiptSender
+            self.receipts = ReceiptSender(cfg)
+            self.pipeline.on_receipt.append(self.receipts)
         self.sources = [MqttSource(s["name"], s, self.pipeline, self.metrics) for s in cfg["sources"]]
         for source in self.sources:
             source.others_running = lambda: bool(self.store.other_instances(cfg["gateway"]["instance"]))

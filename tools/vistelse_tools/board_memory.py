@@ -101,11 +101,33 @@ class DaySensor:
 
 
 node = Node(nf, DaySensor(), m, clock, flashfs.FlashFS('/flash/state'), reset_cause='power_on')
+import binascii
+from vistelse_mcodec import compute_tag
+RECEIPT_EVERY_MS = 4 * 3600000     # the gateway's default [receipts] every_h
+receipt_no = 0
+next_receipt = OUTAGE_MS
+
+
+def _cbor_uint(v):
+    if v < 24:
+        return bytes((v,))
+    if v < 256:
+        return bytes((24, v))
+    if v < 65536:
+        return bytes((25, v >> 8, v & 255))
+    return bytes((26, v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255))
+
+
+def receipt(number, nxt):
+    # what the gateway sends on a lossless network: everything sent is stored
+    msg = b'\x83' + _cbor_uint(number) + _cbor_uint(nxt & 0xFFFF) + b'\x40'
+    return compute_tag(msg, binascii.unhexlify(nf['dev_eui']), 3, binascii.unhexlify(nf['tag_key'])) + msg
 gc.collect()
 START = gc.mem_alloc() - BASE - EMU
 peak = live_peak = 0
 peak_at = None
 max_queue = 0
+max_records = 0             # unsent and sent-not-yet-receipted
 turns = 0
 """
 
@@ -120,13 +142,20 @@ if live > live_peak:
 for _ in range(%(chunk)d):
     if clock.elapsed_ms >= OUTAGE_MS:
         s.join_failures = 0                    # the network is back
+    if clock.elapsed_ms >= next_receipt:
+        next_receipt += RECEIPT_EVERY_MS
+        receipt_no += 1
+        unsent = [r[0] for r in node.queue.records if r[0] not in node.queue.sent]
+        s.queue_downlink(3, receipt(receipt_no, unsent[0] if unsent else node.queue.next_seq))
     node.step()
     a = gc.mem_alloc()
     if a > peak:
         peak = a
         peak_at = [clock.elapsed_ms // 1000, len(node.queue.records)]
-    if len(node.queue.records) > max_queue:
-        max_queue = len(node.queue.records)
+    if node.queue.unsent() > max_queue:
+        max_queue = node.queue.unsent()
+    if len(node.queue.records) > max_records:
+        max_records = len(node.queue.records)
     clock.advance(FRAME_MS if busy else QUIET_MS)
     turns += 1
     del s.uplinks[:]
@@ -135,8 +164,9 @@ _done = clock.elapsed_ms >= DAY_MS
 if _done:
     gc.collect()
     print(json.dumps({"peak_alloc": peak - BASE - EMU, "live_peak": live_peak - BASE - EMU, "emulator": EMU,
-                      "after_start": START, "turns": turns, "max_queue_records": max_queue,
-                      "queue_left": len(node.queue.records), "acked": node.queue.acked,
+                      "after_start": START, "turns": turns, "max_queue_records": max_queue, "max_records_held": max_records,
+                      "queue_left": node.queue.unsent(), "held_sent": len(node.queue.sent),
+                      "receipts": node.queue.receipt_no, "dropped": node.queue.dropped,
                       "intervals": node.queue.next_seq + (node.release.held[1] if node.release.held else 0),
                       "released": node.queue.next_seq, "held": node.release.held[1] if node.release.held else 0,
                       "held_people": node.release.people, "k": node.release.k,

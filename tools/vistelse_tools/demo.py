@@ -157,7 +157,7 @@ class DemoNode:
     time) in a thread that keeps its clock in step with the demo's, and
     hands its uplinks to the ChirpStack stand-in."""
 
-    def __init__(self, kind, name, ids, clock, netserver, interval_s, folder, seed):
+    def __init__(self, kind, name, ids, clock, netserver, interval_s, folder, seed, loss=0.0):
         from .provision import node_config
         from .virtual_node import VirtualNode
         self.kind, self.name, self.ids, self.clock, self.netserver = kind, name, ids, clock, netserver
@@ -172,7 +172,7 @@ class DemoNode:
         self.uplinks = 0
         self.vn = VirtualNode(doc, None, folder=folder, on_uplink=self._uplink,
                               downlinks=self._downlink, sensor=lambda c: SceneSensor(kind, c, seed, clock.start),
-                              session_kw={"on_join": self._joined, "seed": seed})
+                              session_kw={"on_join": self._joined, "seed": seed, "loss_rate": loss})
         self._stop = threading.Event()
         self._thread = None
 
@@ -266,6 +266,13 @@ contact = "sensors@example.se"
 [[sink]]
 type = "webhook"
 url = "%s"
+
+# receipts: the nodes send again what the (simulated) radio lost
+[receipts]
+enabled = true
+
+[downlink]
+via = "chirpstack-mqtt"
 ''' % (broker_port, mqtt_protocol, http_port, sink_url))
     os.makedirs(os.path.join(workdir, "state"), exist_ok=True)
     return path
@@ -277,6 +284,8 @@ def main(argv=None):
     p.add_argument("--speed", type=float, default=120, help="simulated time per real time (default 120)")
     p.add_argument("--nodes", type=int, default=2, help="virtual nodes, alternately radar and ToF (default 2)")
     p.add_argument("--interval", type=int, default=300, help="the nodes' reporting interval in seconds")
+    p.add_argument("--loss", type=float, default=0.05,
+                   help="share of uplinks the simulated radio loses (default 0.05); receipts recover them")
     p.add_argument("--screenshot", metavar="PNG",
                    help="at the end, save the dashboard as seen by headless Chromium (if installed)")
     p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
@@ -344,7 +353,7 @@ class Demo:
             ids = new_secrets()
             name = "%s-%d" % ("torget" if kind == "radar" else "passagen", i // 2 + 1)
             node = DemoNode(kind, name, ids, self.clock, self.netserver, self.args.interval,
-                            os.path.join(self.workdir, "nodes", name), seed=i + 1)
+                            os.path.join(self.workdir, "nodes", name), seed=i + 1, loss=self.args.loss)
             self.gateway.store.put_device(node.registry_entry(APPLICATION_ID), bytes.fromhex(ids["tag_key"]),
                                           "demo")
             self.netserver.add_device(ids["dev_eui"], name, tags={"site": node.site})
@@ -377,8 +386,9 @@ class Demo:
         sim = datetime.datetime.fromtimestamp(min(self.clock.now(), self.end_sim, behind)).strftime("%a %H:%M")
         sent = sum(n.uplinks for n in self.nodes)
         stored, rejected = self.stored()
-        return "%s  uplinks sent %d  intervals stored %d  forwarded %d  rejected %d" % (
-            sim, sent, stored, self.sink.count, rejected)
+        recovered = int(self.gateway.metrics.total("vistelse_gateway_intervals_recovered_total"))
+        return "%s  uplinks sent %d  intervals stored %d  recovered %d  forwarded %d  rejected %d" % (
+            sim, sent, stored, recovered, self.sink.count, rejected)
 
     def run(self, stopping):
         last = 0

@@ -18,6 +18,10 @@ so the years until the average block reaches the flash's rated cycles are
 
     years = blocks x rated_cycles / erases_per_day / 365
 
+The gateway's receipt policy (gateway/vistelse_gateway/receipts.py, its
+defaults: a receipt every 4 hours) answers the uplinks, so the queue holds
+what a deployed node holds: its sent records until their receipt.
+
 and the most-erased block of the measured days is reported beside the
 average, to show the levelling. A FAT filesystem on an STM32's internal
 flash (the NUCLEO-F446RE) has no levelling: ports/stm32/flashbdev.c writes
@@ -122,7 +126,23 @@ def measure(board, days=1.0, outage_h=0.0, interval_s=300, sensor="ld2450"):
                      "zones": [z["polygon_mm"] for z in header["zones"]],
                      "lines": [[ln["a_mm"], ln["b_mm"]] for ln in header["lines"]]}}
     kw = {"join_failures": 10 ** 9} if outage_h else {}
-    vn = VirtualNode(nf, lines, fs=fs, loop=True, session_kw=kw)
+    import vistelse_codec
+    from vistelse_gateway import receipts
+    book, box = {}, []
+
+    def on_uplink(up):
+        rep = vistelse_codec.decode_uplink(up["data"], up["fport"])
+        seq = rep["seq"]
+        for iv in rep["intervals"]:
+            receipts.note_stored(book, seq, iv["span"])
+            seq += iv["span"]
+        wanted = receipts.decide(book, vn.clock.elapsed_ms / 1000.0)
+        if wanted is not None:
+            box.append((vistelse_codec.FPORT_RECEIPT,
+                        vistelse_codec.encode_downlink(wanted, dev_eui=bytes.fromhex(DEV), key=bytes(32))))
+
+    vn = VirtualNode(nf, lines, fs=fs, loop=True, session_kw=kw, on_uplink=on_uplink,
+                     downlinks=lambda dev: box.pop(0) if box else None)
     start_erases, start_ops = sum(fs.flash.erases), fs.file_ops
     if outage_h:
         vn.run_for(int(outage_h * 3600000), step_ms=1000)
@@ -140,6 +160,7 @@ def measure(board, days=1.0, outage_h=0.0, interval_s=300, sensor="ld2450"):
         note = "FAT on internal flash: every file operation erases the first 16 KB sector"
     return {"board": board, "days": days, "outage_h": outage_h, "interval_s": interval_s,
             "intervals": vn.node.queue.next_seq, "uplinks": len(vn.uplinks),
+            "receipts": vn.node.queue.receipt_no, "dropped_unreceipted": vn.node.queue.dropped,
             "file_ops_per_day": round(per_day_ops, 1), "erases_per_day": round(per_day_erases, 1),
             "prog_bytes_per_day": round(fs.flash.prog_bytes / days), "max_block_erases": max(fs.flash.erases),
             "rated_cycles": spec["cycles"], "years": round(years, 1), "filesystem": note}

@@ -64,6 +64,7 @@ class NetworkServer:
         self.gateway_id = gateway_id
         self.marshaling = marshaling
         self.devices = {}
+        self.commands = 0            # downlink commands received (tests wait for them)
         self._lock = threading.Lock()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=client_id or "vistelse-netserver-" + uuid.uuid4().hex[:8])
@@ -103,6 +104,7 @@ class NetworkServer:
             device = self.devices.get(dev_eui)
             if device is not None:
                 device.downlinks.append((item.f_port, bytes(item.data), item.confirmed))
+            self.commands += 1
 
     def next_downlink(self, dev_eui):
         """The oldest queued downlink for the device, or None."""

@@ -28,7 +28,7 @@ for (const v of load('downlink.json')) {
       delete data.tag;
       const enc = codec.encodeDownlink({ data: data, variables: v.input.variables });
       assert.deepStrictEqual(enc.errors, []);
-      assert.strictEqual(enc.fPort, 2);
+      assert.strictEqual(enc.fPort, v.input.fPort);
       assert.deepStrictEqual(enc.bytes, v.input.bytes);
     }
   });

@@ -9,7 +9,9 @@ The specification is ../../vistelse.cddl; field tables are in docs/payload.md.
 from .contract import (
     DWELL_EDGES_S,
     FPORT_CONFIG,
+    FPORT_RECEIPT,
     FPORT_REPORT,
+    MAX_RECEIPT_BITMAP,
     HEALTH_FLAGS,
     HEIGHT_EDGES_MM,
     MAX_FRAME,
@@ -21,10 +23,11 @@ from .contract import (
 from .tag import compute_tag
 from .report import decode_uplink, encode_uplink
 from .config import decode_downlink, encode_downlink
+from .receipt import decode_receipt, encode_receipt
 
 __all__ = [
-    "DWELL_EDGES_S", "FPORT_CONFIG", "FPORT_REPORT", "HEALTH_FLAGS",
+    "DWELL_EDGES_S", "FPORT_CONFIG", "FPORT_RECEIPT", "MAX_RECEIPT_BITMAP", "FPORT_REPORT", "HEALTH_FLAGS",
     "HEIGHT_EDGES_MM", "MAX_FRAME", "RESET_CAUSES", "SENSOR_MODES", "TAG_LEN",
     "PayloadError", "compute_tag", "decode_uplink", "encode_uplink",
-    "decode_downlink", "encode_downlink",
+    "decode_downlink", "encode_downlink", "decode_receipt", "encode_receipt",
 ]

@@ -4,29 +4,28 @@ A configuration is a partial update: only the keys present change, and
 config_version names the result. Zones and lines are edited by index;
 null deletes one.
 """
-from .contract import FPORT_CONFIG, MAX_FRAME, MAX_LINES, MAX_ZONES, SENSOR_MODES, PayloadError
-from .wire import array, dumps, join_frame, loads, split_frame, uint
+from .contract import FPORT_CONFIG, FPORT_RECEIPT, MAX_LINES, MAX_ZONES, SENSOR_MODES, PayloadError
+from .receipt import decode_receipt, encode_receipt
+from .wire import array, open_frame, seal, uint
 
 K_VERSION, K_INTERVAL, K_ZONES, K_LINES, K_MIN_COUNT, K_MODE, K_STILL = 1, 2, 3, 4, 5, 6, 7
 COORD_MIN, COORD_MAX = -32768, 32767
 
 
 def decode_downlink(frame, fport, *, dev_eui=None, key=None):
-    """Decode a configuration frame. With dev_eui and key, the tag is verified first."""
-    tag, message = split_frame(frame, fport, FPORT_CONFIG, "configuration", dev_eui, key)
-    data = _from_wire(loads(message))
-    data["tag"] = tag.hex()
-    return data
+    """Decode a configuration (fPort 2) or receipt (fPort 3) frame. With
+    dev_eui and key, the tag is verified first."""
+    if fport == FPORT_RECEIPT:
+        return decode_receipt(frame, fport, dev_eui=dev_eui, key=key)
+    return open_frame(frame, fport, FPORT_CONFIG, "configuration", dev_eui, key, _from_wire)
 
 
 def encode_downlink(config, *, dev_eui, key):
-    """Encode a configuration (the decoded form, without `tag`)."""
-    wire = _to_wire(config)
-    _from_wire(wire)
-    frame = join_frame(dumps(wire), dev_eui, FPORT_CONFIG, key)
-    if len(frame) > MAX_FRAME:
-        raise PayloadError("frame is %d bytes; the largest LoRaWAN payload is %d" % (len(frame), MAX_FRAME))
-    return frame
+    """Encode a configuration or, with a `receipt` key, a receipt (the
+    decoded form, without `tag`)."""
+    if isinstance(config, dict) and "receipt" in config:
+        return encode_receipt(config, dev_eui=dev_eui, key=key)
+    return seal(_to_wire(config), _from_wire, dev_eui, FPORT_CONFIG, key)
 
 
 def _coords(values, name, lo, hi):

@@ -2,6 +2,12 @@
 
 FPORT_REPORT = 1   # uplink: report, format version 1
 FPORT_CONFIG = 2   # downlink: configuration, format version 1
+FPORT_RECEIPT = 3  # downlink: receipt (what the gateway has stored), version 1
+
+# A receipt's bitmap of stored intervals after next_seq: 32 bytes, 256
+# intervals (21 h at 5-minute intervals); the frame stays 8 + 42 bytes,
+# inside the 51 bytes of the slowest EU868 data rate.
+MAX_RECEIPT_BITMAP = 32
 
 TAG_LEN = 8        # HMAC 256/64
 MAX_FRAME = 242    # largest LoRaWAN application payload (EU868 DR4-7)

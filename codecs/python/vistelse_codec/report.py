@@ -7,10 +7,10 @@ Validation lives in one place, _from_wire, which the encoder also runs on
 what it is about to send.
 """
 from .contract import (
-    DWELL_EDGES_S, FPORT_REPORT, HEALTH_FLAGS, HEIGHT_EDGES_MM, MAX_FRAME,
+    DWELL_EDGES_S, FPORT_REPORT, HEALTH_FLAGS, HEIGHT_EDGES_MM,
     MAX_LINES, MAX_ZONES, RESET_CAUSES, TIME_LOST_BIT, PayloadError,
 )
-from .wire import array, dumps, join_frame, loads, split_frame, uint
+from .wire import array, open_frame, seal, uint
 
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF
@@ -22,20 +22,12 @@ _EXT_HEIGHTS = 1
 
 def decode_uplink(frame, fport, *, dev_eui=None, key=None):
     """Decode a report frame. With dev_eui and key, the tag is verified first."""
-    tag, message = split_frame(frame, fport, FPORT_REPORT, "report", dev_eui, key)
-    data = _from_wire(loads(message))
-    data["tag"] = tag.hex()
-    return data
+    return open_frame(frame, fport, FPORT_REPORT, "report", dev_eui, key, _from_wire)
 
 
 def encode_uplink(report, *, dev_eui, key):
     """Encode a report (the decoded form; derived fields are ignored)."""
-    wire = _to_wire(report)
-    _from_wire(wire)
-    frame = join_frame(dumps(wire), dev_eui, FPORT_REPORT, key)
-    if len(frame) > MAX_FRAME:
-        raise PayloadError("frame is %d bytes; the largest LoRaWAN payload is %d" % (len(frame), MAX_FRAME))
-    return frame
+    return seal(_to_wire(report), _from_wire, dev_eui, FPORT_REPORT, key)
 
 
 def _counts(value, name, sizes):

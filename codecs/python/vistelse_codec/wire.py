@@ -120,6 +120,23 @@ def join_frame(message, dev_eui, fport, key):
     return compute_tag(message, dev_eui, fport, key) + message
 
 
+def open_frame(frame, fport, expected_port, kind, dev_eui, key, from_wire):
+    """Check a frame and decode its message with `from_wire`; the tag goes in as hex."""
+    tag, message = split_frame(frame, fport, expected_port, kind, dev_eui, key)
+    data = from_wire(loads(message))
+    data["tag"] = tag.hex()
+    return data
+
+
+def seal(wire, from_wire, dev_eui, fport, key):
+    """The tagged frame of a wire-form message, checked by `from_wire` first."""
+    from_wire(wire)
+    frame = join_frame(dumps(wire), dev_eui, fport, key)
+    if len(frame) > MAX_FRAME:
+        raise PayloadError("frame is %d bytes; the largest LoRaWAN payload is %d" % (len(frame), MAX_FRAME))
+    return frame
+
+
 def uint(value, name, lo, hi):
     if type(value) is not int or value < lo or value > hi:
         raise PayloadError("%s must be an integer from %d to %d" % (name, lo, hi))
@@ -136,5 +153,5 @@ def array(value, name, lo=0, hi=None):
     return value
 
 
-__all__ = ["dumps", "loads", "split_frame", "join_frame", "uint", "array",
+__all__ = ["dumps", "loads", "split_frame", "join_frame", "open_frame", "seal", "uint", "array",
            "FPORT_CONFIG", "FPORT_REPORT"]

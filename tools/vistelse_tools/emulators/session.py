@@ -59,11 +59,20 @@ class Session:
     room in the next uplink, so a payload that fitted no longer does),
     tx_fail_rate (the radio's TX times out: nothing goes on air).
     join_failures fails the first N joins.
+
+    The network loses uplinks the modem sent: loss_rate (collisions, the
+    edge of coverage) and outages, a list of (from_ms, until_ms) during
+    which the network server or the gateway is away. A lost uplink went on
+    air, so the modem still reports success (for an unconfirmed uplink
+    RUI3 prints +EVT:TX_DONE whatever became of it, lora/service_lora.c
+    McpsConfirm; the Wio-E5 prints "+MSG: Done"); nobody heard it, so no
+    downlink comes back in its receive windows (class A: LoRaWAN 1.0.4
+    section 3.3, a downlink only in RX1/RX2 after an uplink).
     """
 
     def __init__(self, now_ms, dev_eui="0000000000000000", dr=5, adr=True, on_uplink=None, on_join=None,
                  downlinks=None, join_failures=0, join_fail_rate=0.0, busy_rate=0.0, ack_fail_rate=0.0,
-                 mac_rate=0.0, tx_fail_rate=0.0, seed=1):
+                 mac_rate=0.0, tx_fail_rate=0.0, seed=1, loss_rate=0.0, outages=()):
         self.now_ms = now_ms
         self.dev_eui = dev_eui.lower()
         self.dr = dr
@@ -78,7 +87,11 @@ class Session:
         self.ack_fail_rate = ack_fail_rate
         self.mac_rate = mac_rate
         self.tx_fail_rate = tx_fail_rate
+        self.loss_rate = loss_rate
+        self.outages = list(outages)
         self.rng = Random(seed)
+        self.loss_rng = Random(seed + 7919)   # its own stream: loss does not shift the other draws
+        self.lost = []                # uplinks that went on air and never arrived
         self.joined = False
         self.dev_addr = None
         self.joins = 0
@@ -168,15 +181,28 @@ class Session:
         """A radio TX timeout this time (tx_fail_rate): nothing goes on air."""
         return self.rng.chance(self.tx_fail_rate)
 
+    def heard(self):
+        """Whether the network hears the uplink going on air now."""
+        now = self.now_ms()
+        for start, end in self.outages:
+            if start <= now < end:
+                return False
+        return not self.loss_rng.chance(self.loss_rate)
+
     def uplink(self, fport, data, confirmed=False):
         """Put an uplink on air (check() said OK). Returns
         (ms until the RX windows are over, downlink or None, acked)."""
         t_us = self._transmit(len(data) + self.fopts, 13)
         self.fopts = 0
         up = {"dev_eui": self.dev_eui, "fport": fport, "data": bytes(data), "fcnt": self.fcnt_up,
-              "dr": self.dr, "confirmed": confirmed, "airtime_us": t_us}
+              "dr": self.dr, "confirmed": confirmed, "airtime_us": t_us, "at_ms": self.now_ms()}
         self.fcnt_up += 1
         self.uplinks.append(up)
+        if not self.heard():
+            self.lost.append(up)
+            if self.rng.chance(self.mac_rate):
+                self.fopts = 3 + self.rng.next() % 8
+            return t_us // 1000 + RX2_DELAY_MS + 200, None, not confirmed
         if self.on_uplink:
             self.on_uplink(up)
         down = None
