@@ -40,7 +40,6 @@ def test_a_day_of_the_node_fits_every_board_that_supports_the_sensor(sensor):
     # everything released went out; receipts (every 4 hours once the network is back, each delivered
     # after one of the node's uplinks, as class A) freed what was sent, none dropped unreceipted
     assert fig["queue_left"] <= 1 and fig["receipts"] >= 2 and fig["dropped"] == 0
-    assert fig["held_sent"] <= fig["sent"]
     print("\n%s: %s" % (sensor, fig))
     modules = board_memory.module_ram(boards[0])
     print("modules loaded from .mpy: %d bytes of heap" % modules)
