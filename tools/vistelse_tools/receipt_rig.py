@@ -81,6 +81,9 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
                                   "name": "rig-1", "site": "Torget"}, TAG_KEY, "rig")
         gateway.start()
         parts.append(gateway.shutdown)
+        # the broker drops what is published before the gateway's subscription stands
+        if not all(src.subscribed.wait(30) for src in gateway.sources):
+            raise RuntimeError("the gateway did not subscribe to the broker")
 
         published = [0]
         delivered = []                     # (sim s, fport) of downlinks the node received
