@@ -250,6 +250,8 @@ def configs(draw):
         cfg["sensor_mode"] = draw(st.sampled_from(list(vc.SENSOR_MODES.values())))
     if draw(st.booleans()):
         cfg["still_hold_s"] = draw(st.integers(0, 3600))
+    if draw(st.booleans()):
+        cfg["orientation"] = {"rotate": draw(st.integers(0, 3)), "mirror": draw(st.booleans())}
     return cfg
 
 

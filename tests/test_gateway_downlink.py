@@ -167,6 +167,11 @@ def test_the_things_stack_push(setup):
     dl = body["downlinks"][0]
     conf = vistelse_codec.decode_downlink(base64.b64decode(dl["frm_payload"]), dl["f_port"], dev_eui=TTS_EUI, key=KEY)
     assert conf["sensor_mode"] == "tof_8x8"
+    # the orientation a walk test found (docs/evaluation.md), as provision writes it
+    assert downlink_cli.main([TTS_EUI.hex(), "--config", setup["cfg"], "--rotate", "3", "--mirror"]) == 0
+    dl = setup["pushes"][1][2]["downlinks"][0]
+    conf = vistelse_codec.decode_downlink(base64.b64decode(dl["frm_payload"]), dl["f_port"], dev_eui=TTS_EUI, key=KEY)
+    assert conf["orientation"] == {"rotate": 3, "mirror": True}
 
 
 def test_bad_configuration_is_refused_before_sending(setup, capsys):

@@ -391,3 +391,59 @@ def test_a_hung_tof_reinitialisation_is_fed_and_the_watchdog_is_real():
     # the same re-initialisation without feeds between its steps: 15.5 s in one turn
     vn = _hung_tof_node(False)
     assert vn.watchdog_resets >= 1
+
+
+def test_an_orientation_downlink_turns_the_tof_grid_and_in_becomes_out():
+    """A ToF node installed with the orientation of its recording counts
+    everyone walking north as *in*; a configuration downlink with the
+    orientation a walk test found (a half turn here, docs/evaluation.md)
+    turns the grid from the next interval, and the same walkers count
+    *out*. The orientation is kept on flash like the rest of the
+    configuration."""
+    from test_sensor_drivers import FakeQwiicVL53L5CX
+    from vistelse_node.sensors.vl53l5cx import VL53L5CX
+
+    _, header = simulate.passage_site(1, seed=1)
+    scene = simulate.Scene(7 * 60)
+    t = 3.0
+    while t < 7 * 60 - 10:
+        scene.add(simulate.walker((0, -2000), (0, 2000), t))      # northwards: from the right of a->b, in
+        t += 7.0
+    frames = [(f["mm"], f["status"]) for f in simulate.vl53l5cx_frames(scene, header, seed=1)]
+    lines = [json.dumps(header)]
+    sensors = []
+
+    def make(clock):
+        dev = VL53L5CX(FakeQwiicVL53L5CX(frames, clock), clock)
+        dev.setup()
+        sensors.append(dev)
+        return dev
+    turn = vc.encode_downlink({"config_version": 2, "orientation": {"rotate": 2, "mirror": False}},
+                              dev_eui=bytes.fromhex(DEV), key=TAG_KEY)
+    box = [(2, turn)]
+    vn = VirtualNode(node_file(header), lines, fs=MemFS(), sensor=make,
+                     downlinks=lambda dev: box.pop(0) if box else None)
+    assert vn.node.in_force["orientation"] == {"rotate": 0, "mirror": False}     # the node file's mount
+    vn.run_for(7 * 60000, step_ms=50)
+    assert vn.node.in_force["orientation"] == {"rotate": 2, "mirror": False}
+    assert sensors[-1].rotate == 2
+    counts = {}
+    for r in (decode(u) for u in vn.uplinks):
+        for k, iv in enumerate(r["intervals"]):
+            counts[r["seq"] + k] = (iv["lines"][0]["in"], iv["lines"][0]["out"])
+    before = [counts[s] for s in (0,)]                 # the downlink came after the first uplink (60 s)
+    after = [counts[s] for s in range(2, 6)]           # in force from the interval after it
+    assert all(i >= 5 and o == 0 for i, o in before), counts
+    assert all(o >= 5 and i == 0 for i, o in after), counts
+    vn.restart("soft")
+    assert vn.node.in_force["orientation"] == {"rotate": 2, "mirror": False} and sensors[-1].rotate == 2
+
+
+def test_an_orientation_downlink_to_a_radar_node_is_rejected():
+    header, lines, _ = site(minutes=3)
+    box = [(2, vc.encode_downlink({"config_version": 4, "orientation": {"rotate": 1, "mirror": True}},
+                                  dev_eui=bytes.fromhex(DEV), key=TAG_KEY))]
+    vn = VirtualNode(node_file(header), lines, fs=MemFS(), downlinks=lambda dev: box.pop(0) if box else None)
+    vn.run_for(3 * 60000 + 20000)
+    assert any("ToF sensor" in r for r in vn.node.rejected), vn.node.rejected
+    assert vn.node.config.current["config_version"] == 0 and vn.node.in_force["orientation"] is None

@@ -80,7 +80,7 @@ def test_config_keys_match_codec_and_cddl():
     documented = {int(r[0]): r[1] for r in rows}
     codec = {cfg.K_VERSION: "config_version", cfg.K_INTERVAL: "interval_s", cfg.K_ZONES: "zones",
              cfg.K_LINES: "lines", cfg.K_MIN_COUNT: "min_count", cfg.K_MODE: "sensor_mode",
-             cfg.K_STILL: "still_hold_s"}
+             cfg.K_STILL: "still_hold_s", cfg.K_ORIENT: "orientation"}
     assert documented == codec
     keys = {int(k) for k in re.findall(r"^  \??\s*(\d+) =>", cddl_rule("config"), re.M)}
     assert keys == set(codec)

@@ -483,6 +483,12 @@ function configFromWire(wire) {
   if (v !== undefined) out.sensor_mode = SENSOR_MODES[uint(v, "sensor_mode", 1, SENSOR_MODES.length - 1)];
   v = mapGet(wire, 7);
   if (v !== undefined) out.still_hold_s = uint(v, "still_hold_s", 0, 3600);
+  v = mapGet(wire, 8);
+  if (v !== undefined) {
+    // a ToF sensor's mount: quarter turns in bits 0-1, mirrored columns in bit 2
+    var orient = uint(v, "orientation", 0, 7);
+    out.orientation = { rotate: orient & 3, mirror: (orient & 4) !== 0 };
+  }
   return out;
 }
 
@@ -517,6 +523,14 @@ function configToWire(data) {
     pairs.push([6, code]);
   }
   if (data.still_hold_s !== undefined) pairs.push([7, data.still_hold_s]);
+  if (data.orientation !== undefined) {
+    var o = data.orientation;
+    if (!o || typeof o !== "object" || isArray(o) || Object.keys(o).length !== 2
+        || [0, 1, 2, 3].indexOf(o.rotate) < 0 || typeof o.mirror !== "boolean") {
+      fail("orientation must be {rotate: 0..3, mirror: true or false}");
+    }
+    pairs.push([8, o.rotate + (o.mirror ? 4 : 0)]);
+  }
   return new CborMap(pairs);
 }
 

@@ -111,9 +111,12 @@ class _Writer:
             for shift in (24, 16, 8, 0):
                 self._byte((value >> shift) & 0xFF)
 
-    def uint(self, value, name, lo, hi):
-        if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
-            raise PayloadError("%s must be an integer from %d to %d" % (name, lo, hi))
+    def uint(self, value, lo, hi, name, a=-1, b=-1):
+        # name is a format of the indexes a, b: it is built only for the
+        # error, never for a good value (strings per field were most of a
+        # report's garbage, and a backlog's batch encodes many candidates)
+        if not _is_uint(value, lo, hi):
+            raise PayloadError("%s must be an integer from %d to %d" % (_name(name, a, b), lo, hi))
         self.head(0, value)
 
     def array(self, n):
@@ -126,15 +129,25 @@ class _Writer:
 _writer = _Writer()
 
 
-def _counts(w, counts, name, size):
+def _is_uint(value, lo, hi):
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _name(fmt, a=-1, b=-1, c=-1):
+    return fmt % tuple(x for x in (a, b, c) if x >= 0)
+
+
+def _counts(w, counts, name, size, a, b=-1):
     if counts is None:
         w.array(0)
         return
     if len(counts) != size:
-        raise PayloadError("%s must have 0 or %d counts" % (name, size))
+        raise PayloadError("%s must have 0 or %d counts" % (_name(name, a, b), size))
     w.array(size)
     for k in range(size):
-        w.uint(counts[k], "%s[%d]" % (name, k), 0, U16)
+        if not _is_uint(counts[k], 0, U16):
+            raise PayloadError("%s must be an integer from %d to %d" % (_name(name + "[%d]", a, b, k), 0, U16))
+        w.head(0, counts[k])
 
 
 def encode_uplink(report, dev_eui, key):
@@ -169,12 +182,12 @@ def encode_uplink(report, dev_eui, key):
     w.n = 0
     w.array(7 if (has_spans or has_heights) else 6)
     w.head(0, report["seq"] & U16)
-    w.uint(report["interval_s"], "interval_s", 60, 86400)
-    w.uint(age, "age_s", 0, 0xFFFFFFFF)
+    w.uint(report["interval_s"], 60, 86400, "interval_s")
+    w.uint(age, 0, 0xFFFFFFFF, "age_s")
     w.array(4)
-    w.uint(status["battery_mv"], "status.battery_mv", 0, U16)
-    w.uint(health, "status.health", 0, U16)
-    w.uint(status["config_version"], "status.config_version", 0, U16)
+    w.uint(status["battery_mv"], 0, U16, "status.battery_mv")
+    w.uint(health, 0, U16, "status.health")
+    w.uint(status["config_version"], 0, U16, "status.config_version")
     w.head(0, reset_code)
     last = intervals[-1]["lines"]
     w.array(2 * len(last))
@@ -188,32 +201,32 @@ def encode_uplink(report, dev_eui, key):
         w.array(len(iv["zones"]))
         for j in range(len(iv["zones"])):
             zone = iv["zones"][j]
-            name = "intervals[%d].zones[%d]" % (i, j)
             w.array(4)
-            w.uint(zone["visits"], name + ".visits", 0, U16)
-            w.uint(zone["person_s"], name + ".person_s", 0, 0xFFFFFFFF)
-            w.uint(zone["max_occupancy"], name + ".max_occupancy", 0, 255)
+            w.uint(zone["visits"], 0, U16, "intervals[%d].zones[%d].visits", i, j)
+            w.uint(zone["person_s"], 0, 0xFFFFFFFF, "intervals[%d].zones[%d].person_s", i, j)
+            w.uint(zone["max_occupancy"], 0, 255, "intervals[%d].zones[%d].max_occupancy", i, j)
             hist = zone["dwell_hist"]
-            _counts(w, None if hist is None else hist["counts"], name + ".dwell_hist", len(DWELL_EDGES_S))
+            _counts(w, None if hist is None else hist["counts"], "intervals[%d].zones[%d].dwell_hist",
+                    len(DWELL_EDGES_S), i, j)
         w.array(2 * len(iv["lines"]))
         for k in range(len(iv["lines"])):
             line = iv["lines"][k]
-            w.uint(line["in"], "intervals[%d].lines[%d].in" % (i, k), 0, U16)
-            w.uint(line["out"], "intervals[%d].lines[%d].out" % (i, k), 0, U16)
+            w.uint(line["in"], 0, U16, "intervals[%d].lines[%d].in", i, k)
+            w.uint(line["out"], 0, U16, "intervals[%d].lines[%d].out", i, k)
     if has_spans or has_heights:
         w.head(5, int(has_spans) + int(has_heights))
         if has_spans:
             w.head(0, 0)
             w.array(len(intervals))
             for i in range(len(intervals)):
-                w.uint(intervals[i].get("span", 1), "intervals[%d].span" % i, 1, U16)
+                w.uint(intervals[i].get("span", 1), 1, U16, "intervals[%d].span", i)
         if has_heights:
             w.head(0, 1)
             w.array(len(intervals))
             for i in range(len(intervals)):
                 hc = intervals[i].get("height_classes")
-                _counts(w, None if hc is None else hc["counts"], "intervals[%d].height_classes" % i,
-                        len(HEIGHT_EDGES_MM))
+                _counts(w, None if hc is None else hc["counts"], "intervals[%d].height_classes",
+                        len(HEIGHT_EDGES_MM), i)
     message = w.bytes()
     if len(message) + TAG_LEN > MAX_FRAME:
         raise PayloadError("frame is %d bytes; the largest LoRaWAN payload is %d"
@@ -430,6 +443,10 @@ def decode_downlink(frame, fport, dev_eui, key):
         out["sensor_mode"] = SENSOR_MODES[_uint(fields[6], "sensor_mode", 1, len(SENSOR_MODES)) - 1]
     if 7 in fields:
         out["still_hold_s"] = _uint(fields[7], "still_hold_s", 0, 3600)
+    if 8 in fields:
+        # a ToF sensor's mount: quarter turns in bits 0-1, mirrored columns in bit 2
+        code = _uint(fields[8], "orientation", 0, 7)
+        out["orientation"] = {"rotate": code & 3, "mirror": bool(code & 4)}
     out["tag"] = "".join("%02x" % b for b in tag)
     return out
 

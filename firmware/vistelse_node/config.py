@@ -24,7 +24,10 @@ MIN_SEGMENT_MM = 300          # shorter than a stride: no one can be seen crossi
 MIN_AREA_MM2 = 250000         # 0.5 m x 0.5 m: room for one person to stand in
 SENSOR_MODES = {"ld2450": ("radar_multi", "radar_single"), "vl53l5cx": ("tof_8x8", "tof_4x4")}
 DEFAULTS = {"config_version": 0, "interval_s": 300, "zones": [], "lines": [], "min_count": 5,
-            "sensor_mode": None, "still_hold_s": 300}
+            "sensor_mode": None, "still_hold_s": 300, "orientation": None}
+# A ToF sensor's orientation on its mount (sensors/vl53l5cx.py zone_map):
+# from the node file's mount ("rotate", "mirror": `vistelse provision`),
+# or a downlink after a walk test (docs/evaluation.md). None for the radar.
 
 
 class ConfigError(ValueError):
@@ -124,6 +127,11 @@ def merged(current, sensor, downlink):
         new["sensor_mode"] = mode
     if "still_hold_s" in downlink:
         new["still_hold_s"] = downlink["still_hold_s"]
+    if "orientation" in downlink:
+        if sensor != "vl53l5cx":
+            raise ConfigError("orientation is a ToF sensor's; this node's sensor is %s" % sensor)
+        o = downlink["orientation"]
+        new["orientation"] = {"rotate": o["rotate"] % 4, "mirror": bool(o["mirror"])}
     if not new["zones"] and not new["lines"]:
         raise ConfigError("no zone and no line left: the node would measure nothing")
     return new
@@ -149,6 +157,9 @@ def factory(node_file):
         check_segment(cfg["lines"][i][0], cfg["lines"][i][1], "line %d" % i)
     if cfg["sensor_mode"] is None:
         cfg["sensor_mode"] = SENSOR_MODES[sensor][0]
+    if sensor == "vl53l5cx" and cfg["orientation"] is None:
+        mount = node_file.get("mount") or {}
+        cfg["orientation"] = {"rotate": mount.get("rotate", 0) % 4, "mirror": bool(mount.get("mirror", False))}
     return cfg
 
 
@@ -165,6 +176,9 @@ class ConfigStore:
                 cfg = json.loads(saved)
                 if cfg.get("sensor") == self.sensor:
                     del cfg["sensor"]
+                    for k in DEFAULTS:
+                        if k not in cfg:          # saved by a firmware without the field
+                            cfg[k] = self.current[k]
                     self.current = cfg
             except ValueError:
                 pass                    # unreadable: the factory configuration stands

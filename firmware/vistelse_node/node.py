@@ -75,6 +75,7 @@ class Node:
         self.release.resume(self.queue.next_seq, self.queue.tot)
         self._build_pipeline(cfg)
         self._set_sensor_mode(cfg["sensor_mode"])
+        self._set_orientation(cfg)
         self.pending = None           # accepted configuration, in force from the next interval
         now = clock.ticks_ms()
         self.interval_end = ticks_add(now, cfg["interval_s"] * 1000)
@@ -141,6 +142,16 @@ class Node:
         if hasattr(self.sensor, "set_mode"):
             self.sensor.set_mode(mode)
 
+    def _set_orientation(self, cfg):
+        o = cfg.get("orientation")
+        if o is not None and hasattr(self.sensor, "set_orientation"):
+            self.sensor.set_orientation(o["rotate"], o["mirror"])
+
+    def _turned(self, new, old):
+        """A ToF configuration whose grid differs: another mode or orientation."""
+        return self.kind == "vl53l5cx" and (new["sensor_mode"] != old["sensor_mode"]
+                                            or new.get("orientation") != old.get("orientation"))
+
     # --- intervals ------------------------------------------------------------------
 
     def _close_interval(self):
@@ -148,7 +159,7 @@ class Node:
         cfg = self.in_force
         layout_changes = self.pending is not None and (
             self.pending["zones"] != cfg["zones"] or self.pending["lines"] != cfg["lines"]
-            or (self.kind == "vl53l5cx" and self.pending["sensor_mode"] != cfg["sensor_mode"]))
+            or self._turned(self.pending, cfg))
         if layout_changes:
             self.pipeline.finish(end)         # visits in progress end with the old layout
         interval = self.pipeline.close_interval(end)
@@ -174,8 +185,10 @@ class Node:
         return seq
 
     def _put_in_force(self, cfg, layout_changes):
-        if self.kind == "vl53l5cx" and cfg["sensor_mode"] != self.in_force["sensor_mode"]:
-            self._build_pipeline(cfg)          # 4x4 or 8x8 frames: a new floor model
+        if self._turned(cfg, self.in_force):
+            # 4x4 or 8x8 frames, or the grid turned: a new floor model
+            self._build_pipeline(cfg)
+            self._set_orientation(cfg)
         elif layout_changes:
             self.pipeline.configure([z for z in cfg["zones"]], [(a, b) for a, b in cfg["lines"]],
                                     0, cfg["still_hold_s"])
@@ -266,10 +279,11 @@ class Node:
             self.fail_streak = 0
             self.modem.rejoin()
 
-    def build_report(self, records, worst_case=False):
+    def build_report(self, records, worst_case=False, intervals=None):
         """The report for the oldest `records` of the queue. worst_case: the
         largest status it could carry (for sizing a record, without side
-        effects)."""
+        effects). intervals: the records' intervals (interval_from_record)
+        when the caller already has them."""
         cfg = self.in_force
         if worst_case:
             age, flags = 0xFFFFFFFF, list(node_health.FLAGS)
@@ -281,7 +295,8 @@ class Node:
                   "config_version": cfg["config_version"], "reset_cause": "power_on" if worst_case else self.reset_cause}
         return {"seq": records[0][report_queue.SEQ], "interval_s": records[0][report_queue.INTERVAL_S],
                 "age_s": age, "status": status,
-                "intervals": [report_queue.interval_from_record(r) for r in records]}
+                "intervals": intervals if intervals is not None
+                else [report_queue.interval_from_record(r) for r in records]}
 
     def _sendable(self, record):
         """A record one uplink at the current data rate can carry (without its breakdowns)."""
@@ -300,12 +315,15 @@ class Node:
         best = None, None
         # A report grows with every interval it carries: a binary search
         # encodes ~log2(n) candidates where a linear one made n, whose
-        # garbage (tens of KB with a backlog) a small heap cannot spare.
+        # garbage (tens of KB with a backlog) a small heap cannot spare; the
+        # intervals' dicts are built once for all candidates.
+        intervals = [report_queue.interval_from_record(r) for r in records]
         lo, hi = 1, len(records)
         while lo <= hi:
             n = (lo + hi) // 2
             try:
-                frame = mcodec.encode_uplink(self.build_report(records[:n]), self.dev_eui, self.tag_key)
+                frame = mcodec.encode_uplink(self.build_report(records[:n], intervals=intervals[:n]),
+                                             self.dev_eui, self.tag_key)
             except mcodec.PayloadError:
                 frame = None              # past the largest LoRaWAN payload
             if frame is not None and len(frame) <= room:

@@ -4,6 +4,7 @@ Examples:
     vistelse downlink 70b3d57ed0000001 --interval 600
     vistelse downlink 70b3d57ed0000001 --zone "0:-2000,500 2000,500 2000,5000" --delete-zone 1
     vistelse downlink 70b3d57ed0000001 --line "0:-1500,3000,1500,3000" --min-count 5 --via chirpstack-mqtt
+    vistelse downlink 70b3d57ed0000001 --rotate 2                  # ToF: what the walk test found
 
 Units: --interval and --still-hold in seconds; coordinates in millimetres on the floor.
 """
@@ -44,6 +45,10 @@ def parser():
     p.add_argument("--min-count", type=int, help="k of the privacy guarantee: people per released record (3-50)")
     p.add_argument("--mode", choices=sorted(vistelse_codec.SENSOR_MODES.values()), help="sensor mode")
     p.add_argument("--still-hold", type=int, help="keep a still person this many SECONDS (0..3600)")
+    p.add_argument("--rotate", type=int, choices=(0, 1, 2, 3),
+                   help="ToF orientation: quarter turns counter-clockwise, as the walk test found "
+                        "(docs/evaluation.md); sent with --mirror or without it")
+    p.add_argument("--mirror", action="store_true", help="ToF orientation: the grid's columns are mirrored")
     p.add_argument("--zone", type=_zone, action="append", default=[], help='"INDEX:x,y x,y x,y ..." (mm)')
     p.add_argument("--delete-zone", type=int, action="append", default=[])
     p.add_argument("--line", type=_line, action="append", default=[], help='"INDEX:ax,ay,bx,by" (mm)')
@@ -87,6 +92,9 @@ def main(argv=None):
             conf["sensor_mode"] = args.mode
         if args.still_hold is not None:
             conf["still_hold_s"] = args.still_hold
+        if args.rotate is not None or args.mirror:
+            # the whole orientation, as `vistelse provision --rotate N [--mirror]` writes it
+            conf["orientation"] = {"rotate": args.rotate or 0, "mirror": args.mirror}
         zones = args.zone + [{"index": i, "delete": True} for i in args.delete_zone]
         lines = args.line + [{"index": i, "delete": True} for i in args.delete_line]
         if zones:

@@ -1,6 +1,6 @@
 """The node's RAM at board size: a simulated day under real MicroPython.
 
-    python -m vistelse_tools.board_memory --sensor ld2450 --board esp32_devkitc
+    python -m vistelse_tools.board_memory --sensor ld2450             # at the tightest board
     python -m vistelse_tools.board_memory --sensor vl53l5cx --board weact_h743 --hours 24
 
 Runs the whole node as a board runs it: the firmware and the node codec
@@ -19,17 +19,23 @@ stage still holds (`held`: after the last busy window, the numbers of its
 last people wait with every quiet interval after them for k more people,
 docs/privacy.md).
 
-Memory: the WebAssembly port collects garbage only between top-level
-calls, so the day runs in chunks of a few node turns and after each turn
-`gc.mem_alloc()` is read. Its peak is the heap the node needed without any
-collection inside a chunk: more than a board needs (a board's GC runs when
-its heap fills), so a board whose free heap is above it has room. The live
-peak (right after a collection) and the emulator's own share (the modem is
-a separate chip on a board; its emulator lives in this interpreter) are
-reported beside it. The npm build grows its heap on demand
-(MICROPY_GC_SPLIT_HEAP_AUTO in ports/webassembly/variants/pyscript), so the
-heap is capped by this measurement and the board's FREE_HEAP, not by the
-runtime: the test fails when the peak is above a board's free heap.
+Memory: the heap is capped at the board's. The runtime starts with the
+heap-size option for which the node, once the runtime and the modem's
+emulator are set up (a modem is a separate chip on a board), has exactly
+the board's free heap (sized_heap; FREE_HEAP of the board file, plus the
+loaded modules on a board whose node runs from a frozen image). The npm
+build (ports/webassembly/variants/pyscript: MICROPY_GC_SPLIT_HEAP_AUTO)
+adds a heap area where a board would raise MemoryError; every turn checks
+gc.mem_alloc() + gc.mem_free() against the start and the day stops, with
+"grew" set, the first time it rose. The port collects garbage only when
+control returns to the top level (ports/webassembly/main.c: gc_collect()
+only sets gc_collect_pending; gc_collect_top_level runs it), so the day
+runs one node turn per top-level call and nothing of a turn's garbage is
+collected inside it: harder than a board, whose collector runs when its
+heap fills. Reported: the peak of gc.mem_alloc() after a turn
+(peak_alloc), the live peak (after a collection), the largest free block
+then (micropython.mem_info()'s "max free sz"), the heap given, all
+without the runtime's and the emulator's own share.
 """
 import argparse
 import json
@@ -43,9 +49,17 @@ from .micropython import run_micropython
 EMULATORS = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "emulators")
 DEV = "70b3d57ed0000099"
 
-SETUP = r"""
-import gc, json
+# Set-up as top-level calls, so that what one leaves as garbage (the
+# emulator's source compiled at import, the node file parsed) is collected
+# before the next reads gc.mem_alloc(): this port's gc.collect() only asks
+# for a collection, made when control returns to the top level
+# (ports/webassembly/main.c: gc_collect sets gc_collect_pending,
+# gc_collect_top_level runs it when external_call_depth drops to 0).
+RUNTIME = """
+import gc, json, micropython
 gc.collect()
+"""
+EMULATOR = r"""
 BASE = gc.mem_alloc()
 from vistelse_node.clock import SimClock
 from emulators import session, rak3172
@@ -53,7 +67,17 @@ clock = SimClock()
 s = session.Session(lambda: clock.elapsed_ms, dev_eui=%(dev)r, join_failures=10 ** 9)
 emu = rak3172.Rak3172(s)
 gc.collect()
+"""
+# gc.mem_free() in this build adds the room a new heap area may take
+# (ports/webassembly/main.c gc_get_max_new_split: 128 MiB; py/modgc.c)
+NEW_SPLIT = 128 * 1024 * 1024
+HEAP_GIVEN = """
 EMU = gc.mem_alloc() - BASE
+HEAP = gc.mem_alloc() + gc.mem_free()          # rises if the runtime adds a heap area
+GIVEN = gc.mem_free() - %d   # the heap the node has: the board's free heap
+""" % NEW_SPLIT
+
+SETUP = r"""
 from vistelse_node.node import Node
 from vistelse_node.modem.rak3172 import Rak3172
 from vistelse_node.sensors.replay import ReplaySensor
@@ -123,22 +147,37 @@ def receipt(number, nxt):
     msg = b'\x83' + _cbor_uint(number) + _cbor_uint(nxt & 0xFFFF) + b'\x40'
     return compute_tag(msg, binascii.unhexlify(nf['dev_eui']), 3, binascii.unhexlify(nf['tag_key'])) + msg
 gc.collect()
+"""
+STARTED = r"""
 START = gc.mem_alloc() - BASE - EMU
 peak = live_peak = 0
 peak_at = None
+collected = True
+grew = None                 # [s, heap after]: the runtime added a heap area, where a board raises MemoryError
 max_queue = 0
 max_records = 0             # unsent and sent-not-yet-receipted
 turns = 0
 """
 
+LIVE_MARK = "@live"
+# A turn whose heap in use ends above the live peak ends asking for a
+# collection, so the next starts with only what is live (below the peak a
+# collection cannot make a new one); where live reaches a new peak, mem_info() prints the
+# largest free block then ("max free sz", in 16-byte blocks: py/gc.c
+# gc_dump_info), after a marker line.
 STEP = r"""
+LIVE_MARK = %(mark)r
 busy = False
 for w in BUSY:
     if w[0] <= clock.elapsed_ms < w[1]:
         busy = True
-live = gc.mem_alloc()
-if live > live_peak:
-    live_peak = live
+if collected:
+    live = gc.mem_alloc()
+    if live > live_peak:
+        live_peak = live
+        print(LIVE_MARK)
+        micropython.mem_info()
+a = 0
 for _ in range(%(chunk)d):
     if clock.elapsed_ms >= OUTAGE_MS:
         s.join_failures = 0                    # the network is back
@@ -152,6 +191,8 @@ for _ in range(%(chunk)d):
     if a > peak:
         peak = a
         peak_at = [clock.elapsed_ms // 1000, len(node.queue.records)]
+    if grew is None and a + gc.mem_free() > HEAP:
+        grew = [clock.elapsed_ms // 1000, a + gc.mem_free() - %(new_split)d]
     if node.queue.unsent() > max_queue:
         max_queue = node.queue.unsent()
     if len(node.queue.records) > max_records:
@@ -160,11 +201,13 @@ for _ in range(%(chunk)d):
     turns += 1
     del s.uplinks[:]
     del emu.log[:]
-_done = clock.elapsed_ms >= DAY_MS
-if _done:
+collected = a > live_peak        # only then can the live heap be a new peak: ask for a collection
+if collected:
     gc.collect()
+_done = clock.elapsed_ms >= DAY_MS or grew is not None
+if _done:
     print(json.dumps({"peak_alloc": peak - BASE - EMU, "live_peak": live_peak - BASE - EMU, "emulator": EMU,
-                      "after_start": START, "turns": turns, "max_queue_records": max_queue, "max_records_held": max_records,
+                      "heap_given": GIVEN, "grew": grew, "after_start": START, "turns": turns, "max_queue_records": max_queue, "max_records_held": max_records,
                       "queue_left": node.queue.unsent(), "held_sent": len(node.queue.sent),
                       "receipts": node.queue.receipt_no, "dropped": node.queue.dropped,
                       "intervals": node.queue.next_seq + (node.release.held[1] if node.release.held else 0),
@@ -203,8 +246,71 @@ def compiled_files(board, sensor, work):
     return out
 
 
-def measure(sensor, board, hours=24.0, outage_h=12.0, chunk=1, interval_s=300, busy_share=0.015, quiet_ms=5000,
-            timeout=900):
+def board_facts(board):
+    """FREE_HEAP, SENSORS, FS_BYTES, FROZEN_REQUIRED as the board file states them."""
+    facts = {}
+    with open(os.path.join(deploy.FIRMWARE, "boards", board + ".py")) as f:
+        for line in f:
+            key, eq, value = line.partition(" = ")
+            if eq and key in ("FREE_HEAP", "SENSORS", "FS_BYTES", "FROZEN_REQUIRED"):
+                facts[key] = eval(value.split("#")[0], {})
+    return facts
+
+
+def node_heap(board, modules=None):
+    """The heap the node's run gets for `board`: its FREE_HEAP, plus, where
+    the node runs from a frozen image (FROZEN_REQUIRED), the heap the
+    loaded modules take here (module_ram), which the image keeps in flash."""
+    facts = board_facts(board)
+    if facts["FROZEN_REQUIRED"]:
+        return facts["FREE_HEAP"] + (module_ram(board) if modules is None else modules)
+    return facts["FREE_HEAP"]
+
+
+def tightest_board(sensor, modules=None):
+    """(board, heap) among the boards that list `sensor`: the one whose node
+    heap (node_heap) is smallest. Why one run there stands for all of them:
+    this runtime never collects because its heap is full (it grows it
+    instead, ports/webassembly/main.c), only at top-level returns once 16 KiB
+    were allocated (gc_alloc_threshold, mp_js_init), so what the heap holds
+    and where (first fit, py/gc.c gc_alloc) does not depend on its size as
+    long as it does not grow: a day that never grows the smallest heap runs
+    identically in every larger one. The boards' -march changes no byte of
+    the node's bytecode (no native or viper code), and all are 32-bit with
+    16-byte GC blocks, as WebAssembly is."""
+    boards = [b for b in sorted(deploy.BOARDS) if sensor in board_facts(b)["SENSORS"]]
+    if not boards:
+        raise ValueError("no board lists the sensor %s" % sensor)
+    return min(((b, node_heap(b, modules)) for b in boards), key=lambda bh: bh[1])
+
+
+def sized_heap(free, files):
+    """The runtime's heapsize option for which the node starts with `free`
+    bytes of heap (gc.mem_free() once the runtime and the modem's emulator
+    are set up): the GC's own tables (py/gc.c gc_setup_area) and the
+    emulator are not the board's, so the heap is that much bigger. Found by
+    trying: the runtime is deterministic, each try takes a fraction of a second."""
+    heapsize = free + 48 * 1024
+    probe = HEAP_GIVEN + "print(GIVEN)\n"
+    for _ in range(6):
+        given = int(run_micropython([RUNTIME, EMULATOR % {"dev": DEV}, probe], heapsize=heapsize,
+                                    files=files).strip().splitlines()[-1])
+        if free <= given < free + 64:
+            return heapsize
+        heapsize += (free - given) + (free - given) // 32 + 16
+    raise RuntimeError("no heap size gives %d bytes free (last: %d gave %d)" % (free, heapsize, given))
+
+
+def measure(sensor, board=None, hours=24.0, outage_h=12.0, chunk=1, interval_s=300, busy_share=0.015,
+            quiet_ms=5000, timeout=900, free_heap=None):
+    """A simulated day of the node under MicroPython with its heap capped
+    at `free_heap` (default: node_heap of the board; board default: the
+    tightest board for the sensor). Figures as a dict; "grew" is not None
+    when the heap had to grow, where a board would have raised MemoryError."""
+    if board is None:
+        board, free_heap = tightest_board(sensor)
+    elif free_heap is None:
+        free_heap = node_heap(board)
     with tempfile.TemporaryDirectory(prefix="vistelse-memory-") as work:
         files = compiled_files(board, sensor, work)
         site = simulate.square_site if sensor == "ld2450" else simulate.passage_site
@@ -223,33 +329,35 @@ def measure(sensor, board, hours=24.0, outage_h=12.0, chunk=1, interval_s=300, b
         node_json = os.path.join(work, "node.json")
         with open(node_json, "w") as f:
             json.dump(nf, f)
+        files = [(h, b) for h, b in files] + [(EMULATORS, "/flash/lib/emulators"), (rec, "/flash/scene.rec.jsonl"),
+                                              (node_json, "/flash/node.json")]
+        heapsize = sized_heap(free_heap, files)
         day_ms = int(hours * 3600000)
         params = {"dev": DEV, "extra_imports": EXTRA_IMPORTS[sensor], "empty": EMPTY[sensor], "day_ms": day_ms,
                   "outage_ms": int(outage_h * 3600000), "busy": busy_windows(hours, busy_share),
                   "frame_ms": 100 if sensor == "ld2450" else 67, "quiet_ms": quiet_ms}
-        out = run_micropython(SETUP % params, step=STEP % {"chunk": chunk}, repeat=10 ** 7, timeout=timeout,
-                              files=[(h, b) for h, b in files] + [(EMULATORS, "/flash/lib/emulators"),
-                                                                    (rec, "/flash/scene.rec.jsonl"),
-                                                                    (node_json, "/flash/node.json")])
-        figures = json.loads(out.strip().splitlines()[-1])
-        figures.update(sensor=sensor, board=board, hours=hours, outage_h=outage_h, chunk=chunk, busy_share=busy_share,
+        out = run_micropython([RUNTIME, EMULATOR % params, HEAP_GIVEN, SETUP % params, STARTED],
+                              step=STEP % {"chunk": chunk, "new_split": NEW_SPLIT, "mark": LIVE_MARK}, repeat=10 ** 7,
+                              timeout=timeout, heapsize=heapsize, files=files)
+        lines = out.strip().splitlines()
+        figures = json.loads(lines[-1])
+        # the largest free block when the live heap was at its peak: the last mem_info after a marker
+        at = len(lines) - 1 - lines[::-1].index(LIVE_MARK)
+        info = " ".join(lines[at + 1:at + 4])
+        figures["largest_free_at_live_peak"] = 16 * int(info.split("max free sz:")[1].split()[0])
+        figures.update(sensor=sensor, board=board, heapsize=heapsize, free_heap=free_heap, hours=hours,
+                       outage_h=outage_h, chunk=chunk, busy_share=busy_share,
                        mpy_bytes=sum(os.path.getsize(h) for h, b in files if b.endswith(".mpy")))
         return figures
 
 
 MODULES_SETUP = """
-import gc
-gc.collect()
 BASE = gc.mem_alloc()
 import vistelse_mcodec
 from vistelse_node import node, record
 from vistelse_node.modem import rak3172, wioe5
 from vistelse_node.sensors import replay, ld2450, vl53l5cx
-"""
-MODULES_STEP = """
-import gc
-print(gc.mem_alloc() - BASE)
-_done = True
+gc.collect()
 """
 
 
@@ -259,20 +367,22 @@ def module_ram(board):
     off the heap, less their globals, which stay in RAM when frozen."""
     with tempfile.TemporaryDirectory(prefix="vistelse-memory-") as work:
         files = compiled_files(board, "ld2450", work)
-        out = run_micropython(MODULES_SETUP, step=MODULES_STEP, repeat=1, files=files)
+        out = run_micropython([RUNTIME, MODULES_SETUP, "print(gc.mem_alloc() - BASE)"], files=files)
         return int(out.strip().splitlines()[-1])
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m vistelse_tools.board_memory", description=__doc__.splitlines()[0])
     p.add_argument("--sensor", choices=("ld2450", "vl53l5cx"), default="ld2450")
-    p.add_argument("--board", choices=sorted(deploy.BOARDS), default="esp32_devkitc")
+    p.add_argument("--board", choices=sorted(deploy.BOARDS),
+                   help="heap capped at this board's (default: the tightest board for the sensor)")
     p.add_argument("--hours", type=float, default=24.0)
     p.add_argument("--outage-hours", type=float, default=12.0)
     p.add_argument("--modules", action="store_true", help="only the heap the imported .mpy modules take")
     args = p.parse_args(argv)
     if args.modules:
-        print(json.dumps({"board": args.board, "module_ram": module_ram(args.board)}))
+        board = args.board or "esp32_devkitc"
+        print(json.dumps({"board": board, "module_ram": module_ram(board)}))
         return 0
     print(json.dumps(measure(args.sensor, args.board, args.hours, args.outage_hours)))
     return 0

@@ -45,6 +45,9 @@ def check_runtime():
 def run_micropython(script, *, files=BOARD_FILES, heapsize=1024 * 1024, timeout=300, step=None, repeat=1):
     """Run `script` under MicroPython; return what it printed.
 
+    `script` may be a list of scripts, each then a top-level call: garbage
+    is collected between them when asked for (gc.collect() in this port
+    only asks: ports/webassembly/main.c collects at the top level).
     With `step`, that code then runs up to `repeat` times, each call a
     top-level one (garbage is collected between them), until it sets the
     global `_done`. The heap starts at `heapsize` and grows on demand (the

@@ -2,8 +2,11 @@
 //
 //   node micropython_run.mjs < request.json
 //
-// request: {"script": "...", "files": [[host_dir, board_dir], ...], "heapsize": bytes,
-//           "step": "...", "repeat": n}
+// request: {"script": "..." or ["...", ...], "files": [[host_dir, board_dir], ...],
+//           "heapsize": bytes, "step": "...", "repeat": n}
+// A list of scripts runs as that many top-level calls, so garbage pending
+// after one (gc.collect() only asks for it in this port) is collected before
+// the next.
 // With "step", the script sets things up and then the step runs up to n
 // times, each a top-level call (the WebAssembly port collects garbage only
 // between top-level calls, as a board's GC would when its heap fills),
@@ -57,7 +60,7 @@ mkdirs(mp.FS, '/flash/lib');
 mp.FS.chdir('/flash');
 mp.runPython("import sys\nsys.path[:0] = ['/flash', '/flash/lib']\n");
 try {
-  mp.runPython(request.script);
+  for (const script of [].concat(request.script)) mp.runPython(script);
   for (let i = 0; request.step && i < (request.repeat || 1); i++) {
     mp.runPython(request.step);
     if (mp.globals.get('_done')) break;

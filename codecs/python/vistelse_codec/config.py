@@ -8,7 +8,8 @@ from .contract import FPORT_CONFIG, FPORT_RECEIPT, MAX_LINES, MAX_ZONES, SENSOR_
 from .receipt import decode_receipt, encode_receipt
 from .wire import array, open_frame, seal, uint
 
-K_VERSION, K_INTERVAL, K_ZONES, K_LINES, K_MIN_COUNT, K_MODE, K_STILL = 1, 2, 3, 4, 5, 6, 7
+K_VERSION, K_INTERVAL, K_ZONES, K_LINES, K_MIN_COUNT, K_MODE, K_STILL, K_ORIENT = 1, 2, 3, 4, 5, 6, 7, 8
+ORIENTATION_ERROR = "orientation must be {rotate: 0..3, mirror: true or false}"
 COORD_MIN, COORD_MAX = -32768, 32767
 
 
@@ -71,6 +72,10 @@ def _from_wire(wire):
         out["sensor_mode"] = SENSOR_MODES[uint(wire[K_MODE], "sensor_mode", 1, len(SENSOR_MODES))]
     if K_STILL in wire:
         out["still_hold_s"] = uint(wire[K_STILL], "still_hold_s", 0, 3600)
+    if K_ORIENT in wire:
+        # a ToF sensor's mount: quarter turns in bits 0-1, mirrored columns in bit 2
+        code = uint(wire[K_ORIENT], "orientation", 0, 7)
+        out["orientation"] = {"rotate": code & 3, "mirror": bool(code & 4)}
     return out
 
 
@@ -105,4 +110,10 @@ def _to_wire(config):
         wire[K_MODE] = codes[0]
     if "still_hold_s" in config:
         wire[K_STILL] = config["still_hold_s"]
+    if "orientation" in config:
+        o = config["orientation"]
+        if (not isinstance(o, dict) or set(o) != {"rotate", "mirror"} or type(o["rotate"]) is not int
+                or o["rotate"] not in (0, 1, 2, 3) or type(o["mirror"]) is not bool):
+            raise PayloadError(ORIENTATION_ERROR)
+        wire[K_ORIENT] = o["rotate"] + (4 if o["mirror"] else 0)
     return wire

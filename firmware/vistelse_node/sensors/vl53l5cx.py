@@ -18,7 +18,8 @@
 # them"). `rotate` (quarter turns counter-clockwise, seen from above in the
 # recording's floor frame) and `mirror` (swap columns first) re-map it when
 # the sensor is mounted turned. They come from the node file's mount
-# ("rotate", "mirror": `vistelse provision`); SparkFun's own examples mirror
+# ("rotate", "mirror": `vistelse provision`) or a configuration downlink
+# (orientation, set_orientation); SparkFun's own examples mirror
 # x, so a mount can swap in and out: confirm with the walk test
 # (docs/evaluation.md) before the node goes into service.
 #
@@ -225,6 +226,13 @@ class VL53L5CX:
         if self.ready:
             self.driver.stop_ranging()
             self._configure()
+
+    def set_orientation(self, rotate, mirror):
+        """The mount's orientation (a configuration downlink after a walk
+        test): re-maps the zones from the next frame, nothing else changes."""
+        self.rotate = rotate % 4
+        self.mirror = bool(mirror)
+        self._map = zone_map(self.resolution, self.rotate, self.mirror)
 
     def reinit(self):
         """Recover a silent sensor: stop, upload the firmware again, restart.
