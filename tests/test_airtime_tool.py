@@ -1,6 +1,7 @@
 """`vistelse airtime`: the batching plan keeps the budget and the duty cycle."""
 from vistelse_node import airtime
 from vistelse_tools import airtime as tool
+from vistelse_tools import deploy
 
 
 def test_plan_keeps_the_daily_budget_and_duty_cycle():
@@ -39,3 +40,12 @@ def test_command_prints_the_table_and_writes_a_png(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "51 bytes" in out and "DR5" in out and "days" in out
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_board_deploy_knows_has_an_estimate(capsys):
+    """The boards are deploy's (one list); each has its MCU's and its modem's figures."""
+    for board in deploy.BOARDS:
+        est = tool.battery(board, "ld2450", 144, 118.0, 19.0)
+        assert est["mcu_ma"] > 0 and est["modem_ma"] > 0 and est["days"] > 0
+        assert tool.main(["--board", board]) == 0
+        assert "days" in capsys.readouterr().out

@@ -19,7 +19,7 @@ import pytest
 from vistelse_tools import board_memory, deploy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-board_facts = board_memory.board_facts
+board_facts = deploy.board_facts
 
 
 @pytest.mark.parametrize("sensor", ["ld2450", "vl53l5cx"])

@@ -2,7 +2,7 @@
 
     vistelse airtime                         1 zone, 1 line, 300 s interval
     vistelse airtime --zones 2 --lines 1 --interval 600 --budget 30
-    vistelse airtime --board nucleo_f446re --sensor vl53l5cx --battery-ah 19
+    vistelse airtime --board weact_h743 --sensor vl53l5cx --battery-ah 19
     vistelse airtime --plot airtime.png
 
 Time on air comes from the node's own module (firmware/vistelse_node/airtime.py,
@@ -17,6 +17,8 @@ import sys
 import vistelse_codec as vc
 from vistelse_node import airtime
 
+from . import deploy
+
 DEV_EUI = bytes(8)
 KEY = bytes(32)
 
@@ -29,15 +31,21 @@ POWER = {
         # ST VL53L5CX datasheet (DS13754): ~300 mW while ranging continuously.
         "vl53l5cx": {"active_ma": 90.0, "volts": 3.3},
     },
-    "board": {
+    # Per microcontroller; the boards are vistelse deploy's (deploy.BOARDS,
+    # whose "mcu" names the entry), each with the modem its board file wires.
+    "mcu": {
         # ESP32-WROOM-32 datasheet: ~30-50 mA with radio off at 80-160 MHz,
         # ~0.8 mA in light sleep; the node is active ~20 % of each frame.
-        "esp32_devkitc": {"active_ma": 40.0, "sleep_ma": 0.8, "active_share": 0.2,
-                          "modem": "rak3172"},
+        "esp32": {"active_ma": 40.0, "sleep_ma": 0.8, "active_share": 0.2},
         # STM32F446 datasheet: ~20 mA at 84 MHz, ~0.3 mA in stop mode
         # (the NUCLEO's ST-LINK adds more; cut it off in the field).
-        "nucleo_f446re": {"active_ma": 20.0, "sleep_ma": 0.3, "active_share": 0.2,
-                          "modem": "wioe5"},
+        "stm32f446": {"active_ma": 20.0, "sleep_ma": 0.3, "active_share": 0.2},
+        # STM32H743 datasheet (DS12110, typical consumption in Run and
+        # Sleep mode): ~100 mA running at 400 MHz, ~30 mA in Sleep (WFI,
+        # peripherals clocked), how the node idles between frames on this
+        # port (boards/weact_h743.py, LIGHT_SLEEP). An order of magnitude:
+        # measure your board.
+        "stm32h743": {"active_ma": 100.0, "sleep_ma": 30.0, "active_share": 0.2},
     },
     "modem": {
         # STM32WLE5 (RAK3172 and Wio-E5 both use it): TX +14 dBm ~45 mA
@@ -104,8 +112,8 @@ def plan(zones, lines, interval_s, dr, budget_ms, heights=False):
 
 def battery(board, sensor, uplinks_per_day, airtime_ms_per_uplink, battery_ah):
     """(average mA at the battery, days) for a board, sensor and radio use."""
-    b, s = POWER["board"][board], POWER["sensor"][sensor]
-    m = POWER["modem"][b["modem"]]
+    b, s = POWER["mcu"][deploy.BOARDS[board]["mcu"]], POWER["sensor"][sensor]
+    m = POWER["modem"][deploy.board_facts(board)["MODEM"]]
     battery_v = 3.6
     # sensor power is drawn at its own voltage through a regulator
     sensor_ma = s["active_ma"] * s["volts"] / battery_v / REGULATOR_EFFICIENCY
@@ -124,7 +132,7 @@ def main(argv=None):
     p.add_argument("--lines", type=int, default=1)
     p.add_argument("--interval", type=int, default=300, help="reporting interval in SECONDS (default 300)")
     p.add_argument("--budget", type=float, default=30, help="daily uplink airtime budget in seconds (TTN: 30)")
-    p.add_argument("--board", choices=sorted(POWER["board"]), default="esp32_devkitc")
+    p.add_argument("--board", choices=sorted(deploy.BOARDS), default="esp32_devkitc")
     p.add_argument("--sensor", choices=sorted(POWER["sensor"]), default="ld2450")
     p.add_argument("--battery-ah", type=float, default=19.0, help="battery capacity (default: one 3.6 V D cell)")
     p.add_argument("--plot", help="also write a PNG plot to this file")

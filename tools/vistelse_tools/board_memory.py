@@ -246,22 +246,11 @@ def compiled_files(board, sensor, work):
     return out
 
 
-def board_facts(board):
-    """FREE_HEAP, SENSORS, FS_BYTES, FROZEN_REQUIRED as the board file states them."""
-    facts = {}
-    with open(os.path.join(deploy.FIRMWARE, "boards", board + ".py")) as f:
-        for line in f:
-            key, eq, value = line.partition(" = ")
-            if eq and key in ("FREE_HEAP", "SENSORS", "FS_BYTES", "FROZEN_REQUIRED"):
-                facts[key] = eval(value.split("#")[0], {})
-    return facts
-
-
 def node_heap(board, modules=None):
     """The heap the node's run gets for `board`: its FREE_HEAP, plus, where
     the node runs from a frozen image (FROZEN_REQUIRED), the heap the
     loaded modules take here (module_ram), which the image keeps in flash."""
-    facts = board_facts(board)
+    facts = deploy.board_facts(board)
     if facts["FROZEN_REQUIRED"]:
         return facts["FREE_HEAP"] + (module_ram(board) if modules is None else modules)
     return facts["FREE_HEAP"]
@@ -278,7 +267,7 @@ def tightest_board(sensor, modules=None):
     identically in every larger one. The boards' -march changes no byte of
     the node's bytecode (no native or viper code), and all are 32-bit with
     16-byte GC blocks, as WebAssembly is."""
-    boards = [b for b in sorted(deploy.BOARDS) if sensor in board_facts(b)["SENSORS"]]
+    boards = [b for b in sorted(deploy.BOARDS) if sensor in deploy.board_facts(b)["SENSORS"]]
     if not boards:
         raise ValueError("no board lists the sensor %s" % sensor)
     return min(((b, node_heap(b, modules)) for b in boards), key=lambda bh: bh[1])

@@ -29,6 +29,7 @@ Paths on the board are relative to its flash (`:main.py`, `:lib/...`), so
 the same layout works on an ESP32 (flash at /) and an STM32 (flash at /flash).
 """
 import argparse
+import ast
 import collections
 import hashlib
 import json
@@ -48,11 +49,12 @@ NODE_CODEC = os.path.join(REPO_ROOT, "codecs", "micropython", "vistelse_mcodec.p
 # come from pinned wheels (SENSOR_DEPS), not from mip (docs/firmware.md).
 # wdt_max_ms: the longest watchdog period the port allows (STM32 IWDG:
 # 4096 x 256 / 32 kHz LSI = 32.7 s; ESP32 task watchdog: no small bound).
+# mcu: the microcontroller (vistelse airtime's power figures).
 BOARDS = {
-    "esp32_devkitc": {"arch": "xtensawin", "mip": [], "wdt_max_ms": 60000},
-    "esp32_wrover": {"arch": "xtensawin", "mip": [], "wdt_max_ms": 60000},
-    "nucleo_f446re": {"arch": "armv7emsp", "mip": [], "wdt_max_ms": 30000},
-    "weact_h743": {"arch": "armv7emdp", "mip": [], "wdt_max_ms": 30000},
+    "esp32_devkitc": {"arch": "xtensawin", "mip": [], "wdt_max_ms": 60000, "mcu": "esp32"},
+    "esp32_wrover": {"arch": "xtensawin", "mip": [], "wdt_max_ms": 60000, "mcu": "esp32"},
+    "nucleo_f446re": {"arch": "armv7emsp", "mip": [], "wdt_max_ms": 30000, "mcu": "stm32f446"},
+    "weact_h743": {"arch": "armv7emdp", "mip": [], "wdt_max_ms": 30000, "mcu": "stm32h743"},
 }
 # The node's peak heap (gc.mem_alloc) per sensor, measured at board size by
 # tests/test_board_memory.py (docs/firmware.md, board table), with margin for
@@ -92,10 +94,34 @@ def mpremote_cmd():
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "mpremote"]
 
 
+def _plain_value(text):
+    """A literal, or sums and products of numbers (110 * 1024)."""
+    def value(node):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+            left, right = value(node.left), value(node.right)
+            return {ast.Add: left + right, ast.Sub: left - right, ast.Mult: left * right}[type(node.op)]
+        return ast.literal_eval(node)
+    return value(ast.parse(text, mode="eval").body)
+
+
+def board_facts(board):
+    """The board file's settings that are plain values (FREE_HEAP, SENSORS,
+    MODEM, FROZEN_REQUIRED, ...), read without importing it."""
+    facts = {}
+    with open(os.path.join(FIRMWARE, "boards", board + ".py")) as f:
+        for line in f:
+            key, eq, value = line.partition(" = ")
+            if eq and key.isupper() and key.replace("_", "").isalnum():
+                try:
+                    facts[key] = _plain_value(value.split("#")[0].strip())
+                except (ValueError, SyntaxError):
+                    pass              # an expression: not a fact this reads
+    return facts
+
+
 def frozen_required(board):
     """FROZEN_REQUIRED from the board file: its node must run from a frozen image."""
-    with open(os.path.join(FIRMWARE, "boards", board + ".py")) as f:
-        return "\nFROZEN_REQUIRED = True" in f.read()
+    return board_facts(board).get("FROZEN_REQUIRED") is True
 
 
 def plan(board, frozen=False):
