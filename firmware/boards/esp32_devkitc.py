@@ -14,7 +14,7 @@
 #
 # Memory (MicroPython ESP32_GENERIC firmware, 1.22-1.29; ports/esp32: the GC
 # heap grows on demand from the IDF heap): about 110 KB free for Python on a
-# WROOM, no PSRAM. The radar node's compiled modules alone take ~79 KB of
+# WROOM, no PSRAM. The radar node's compiled modules alone take ~88 KiB of
 # heap when loaded from the filesystem, so on a WROOM the node runs from a
 # firmware image that freezes them (firmware/manifest.py; docs/firmware.md,
 # board table: tests/test_board_memory.py). NOT for the ToF node, which
