@@ -46,6 +46,15 @@ def test_a_day_of_the_node_fits_every_board_that_supports_the_sensor(sensor):
     assert deploy.NODE_HEAP_BYTES[sensor] >= fig["live_peak"]     # what deploy asks of a board
 
 
+def test_a_heap_too_small_for_the_node_is_caught():
+    """The check is not blind: given less heap than the loaded node holds,
+    the runtime adds a heap area (where a board raises MemoryError) and
+    the day stops at its first turn with "grew"."""
+    fig = board_memory.measure("ld2450", "esp32_devkitc", hours=0.01, outage_h=0, free_heap=48 * 1024)
+    assert fig["grew"] is not None and fig["grew"][0] == 0 and fig["turns"] == 1, fig
+    assert fig["heap_given"] < 48 * 1024 + 64 < fig["after_start"]
+
+
 def test_boards_that_cannot_hold_a_node_say_so():
     """The ToF node needs PSRAM on an ESP32; the F446 holds no node at all."""
     assert "vl53l5cx" not in board_facts("esp32_devkitc")["SENSORS"]
