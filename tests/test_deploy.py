@@ -12,7 +12,10 @@ import pytest
 from vistelse_tools import deploy
 from vistelse_tools.virtual_board import VirtualBoard
 
+from board_files import board_facts
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NODE_WDT_MS = board_facts("esp32_devkitc")["WDT_TIMEOUT_MS"]
 
 
 def test_plan_compiles_modules_and_keeps_entry_points_as_source():
@@ -33,9 +36,9 @@ def test_deploy_to_the_virtual_board_and_run_the_codec_there(tmp_path, capsys):
     config.write_text(json.dumps({"format": "vistelse-node", "version": 1, "dev_eui": "70b3d57ed0000001"}))
     vector = json.load(open(os.path.join(ROOT, "codecs", "vectors", "uplink.json")))[0]
     with VirtualBoard() as board:
-        # a node in service: its watchdog runs (2 s here), and nothing stops it
+        # a node in service: its watchdog runs at the node's period, and nothing stops it
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "mpremote"), "connect", board.port, "exec",
-                        "import machine\nmachine.WDT(timeout=2000)"], check=True, capture_output=True)
+                        "import machine\nmachine.WDT(timeout=%d)" % NODE_WDT_MS], check=True, capture_output=True)
         assert deploy.main(["--port", board.port, "--board", "esp32_devkitc", "--config", str(config)]) == 0
         assert "verified by SHA-256" in capsys.readouterr().out
         assert board.watchdog_resets == 0          # fed all through the copy

@@ -31,6 +31,8 @@ from vistelse_tools import simulate
 from vistelse_tools.emulators import ld2450 as radar_emulator
 from vistelse_tools.recording import RecordingError, read_recording
 
+from board_files import board_facts
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = os.path.join(ROOT, "firmware")
 EMULATORS = os.path.join(ROOT, "tools", "vistelse_tools", "emulators")
@@ -689,12 +691,15 @@ def test_vistelse_record_on_a_node_whose_watchdog_runs(board_with_radar, tmp_pat
     machine.WDT): record mode re-times and feeds it for the whole recording,
     longer than the node's period, and resets the board at the end."""
     board, _ = board_with_radar
+    node_wdt_ms = board_facts("esp32_devkitc")["WDT_TIMEOUT_MS"]
     proc = subprocess.run([os.path.join(BIN, "mpremote"), "connect", board.port, "exec",
-                           "import machine\nmachine.WDT(timeout=2000)"], capture_output=True, text=True, timeout=60)
+                           "import machine\nmachine.WDT(timeout=%d)" % node_wdt_ms],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     before = board.watchdog_resets
     out = tmp_path / "watched.rec.jsonl"
-    assert host_record.main(["--port", board.port, "--out", str(out), "--minutes", "0.08", "--uart", "1"]) == 0
+    minutes = (node_wdt_ms + 3000) / 60000.0
+    assert host_record.main(["--port", board.port, "--out", str(out), "--minutes", "%.3f" % minutes, "--uart", "1"]) == 0
     header, frames = read_recording(str(out))
     frames = list(frames)
-    assert board.watchdog_resets == before and frames[-1]["t_ms"] >= 4000
+    assert board.watchdog_resets == before and frames[-1]["t_ms"] >= node_wdt_ms + 1000

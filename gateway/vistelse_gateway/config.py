@@ -13,6 +13,7 @@ for the operator surface, readable secret files) follow the schema in check().
 import os
 import re
 import socket
+import sys
 import tomllib
 
 import jsonschema
@@ -243,6 +244,16 @@ def load(path):
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("%s is not valid TOML: %s" % (path, exc)) from None
     return check(doc, base=os.path.dirname(os.path.abspath(path)))
+
+
+def load_for(command, path):
+    """The checked configuration for a command line tool, or None after
+    telling the operator why (the tool then exits with status 2)."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        sys.stderr.write("%s: configuration error: %s\n" % (command, exc))
+        return None
 
 
 def _resolve_files(node, base, where=""):

@@ -62,10 +62,8 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    try:
-        cfg = config_mod.load(args.config)
-    except config_mod.ConfigError as exc:
-        sys.stderr.write("vistelse downlink: configuration error: %s\n" % exc)
+    cfg = config_mod.load_for('vistelse downlink', args.config)
+    if cfg is None:
         return 2
     eui = args.dev_eui.lower()
     try:

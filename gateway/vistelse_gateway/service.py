@@ -264,10 +264,8 @@ def device_command(store, args, out):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    try:
-        cfg = config_mod.load(args.config)
-    except config_mod.ConfigError as exc:
-        sys.stderr.write("vistelse gateway: configuration error: %s\n" % exc)
+    cfg = config_mod.load_for('vistelse gateway', args.config)
+    if cfg is None:
         return 2
     _setup_logging(cfg["gateway"]["log_level"])
     if not os.path.isdir(cfg["gateway"]["state_dir"]):

@@ -149,10 +149,12 @@ class VirtualBoard:
             with self._lock:
                 try:
                     self._poll_watchdog()
+                    for byte in data:
+                        self._byte(byte)
                 except (RuntimeError, OSError, ValueError, AttributeError):
-                    return                # the board is being stopped
-                for byte in data:
-                    self._byte(byte)
+                    if not self._running:
+                        return            # the board is being stopped under a running command
+                    raise
 
     def _poll_watchdog(self):
         """A watchdog reset while the REPL was idle: the console shows the banner."""

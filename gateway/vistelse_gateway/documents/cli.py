@@ -98,10 +98,8 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    try:
-        cfg = config_mod.load(args.config)
-    except config_mod.ConfigError as exc:
-        sys.stderr.write("vistelse documents: configuration error: %s\n" % exc)
+    cfg = config_mod.load_for('vistelse documents', args.config)
+    if cfg is None:
         return 2
     store = open_store(cfg["store"])
     try:
