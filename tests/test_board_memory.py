@@ -16,10 +16,10 @@ import os
 
 import pytest
 
+from board_files import board_facts
 from vistelse_tools import board_memory, deploy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-board_facts = deploy.board_facts
 
 
 @pytest.mark.parametrize("sensor", ["ld2450", "vl53l5cx"])
