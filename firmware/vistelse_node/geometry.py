@@ -28,6 +28,24 @@ class Zone:
             j = i
         return result
 
+    def exit_mm(self, x, y, ux, uy):
+        """From a point inside, how far along the unit direction (ux, uy)
+        the zone's edge is (mm)."""
+        xs, ys = self.xs, self.ys
+        best = 1e12
+        j = len(xs) - 1
+        for i in range(len(xs)):
+            ex, ey = xs[i] - xs[j], ys[i] - ys[j]
+            d = ux * ey - uy * ex
+            if d != 0:
+                wx, wy = xs[j] - x, ys[j] - y
+                t = (wx * ey - wy * ex) / d          # along the direction
+                s = (wx * uy - wy * ux) / d          # along the edge, 0..1
+                if 0 <= t < best and 0 <= s <= 1:
+                    best = t
+            j = i
+        return best
+
 
 class Line:
     def __init__(self, a, b, band_mm=150):

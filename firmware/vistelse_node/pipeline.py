@@ -11,7 +11,6 @@ from .detect.tof import TofDetector
 from .sensors import ld2450_frames
 
 LINE_BAND_MM = {"ld2450": 250, "vl53l5cx": 100}   # hysteresis either side of a line: radar noise is larger
-BACK_STEP_MM = 100                                # resolution of following a way back to a zone's edge
 MAX_FRAME_GAP_MS = 1000                           # longer gaps are sensor outages, not presence
 # A stature within this of the child/adult edge gets no class: a bent head
 # (reading, looking down) lowers the top of the head by 50 mm and more, the
@@ -212,9 +211,7 @@ class Pipeline:
             zone = self.zones[z]
             if tr.first_inside[z] is None or not zone.inside(tr.x0, tr.y0):
                 continue
-            s = 0
-            while s < reach and zone.inside(tr.x0 - ux * s, tr.y0 - uy * s):
-                s += BACK_STEP_MM
+            s = zone.exit_mm(tr.x0, tr.y0, -ux, -uy)
             if s >= reach:
                 continue                          # not from the zone's edge: a door, a ghost
             before = int(s * 1000 / speed)
