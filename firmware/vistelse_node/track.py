@@ -128,7 +128,7 @@ class TrackerParams:
         self.full_n = full_n                       # the most targets the sensor reports (0: no limit)
 
 
-RADAR = TrackerParams(gate_mm=700, gate_speed_mm_s=1800, confirm_hits=3, confirm_move_mm=300,
+RADAR = TrackerParams(gate_mm=700, gate_speed_mm_s=900, confirm_hits=3, confirm_move_mm=300,
                       grace_ms=3000, still_speed_mm_s=250, still_hold_ms=60000, full_n=3)
 # Under the ToF sensor a person is in view for about a second and flickers at
 # the edges: confirm after 2 frames, bridge gaps of 0.7 s (0.9 m of walking).
