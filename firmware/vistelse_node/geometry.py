@@ -67,8 +67,11 @@ class Line:
 
     def state(self, x, y):
         """-1 right of the band, +1 left of it, 0 inside the band or beyond the ends."""
+        # Between the end points, with no margin beyond them: a margin counts
+        # people passing just beyond an end (radar noise moves a point past
+        # an end as often as back inside, so no margin is unbiased).
         t = self.along(x, y)
-        if t < -self.band or t > self.length + self.band:
+        if t < 0 or t > self.length:
             return 0
         d = self.side(x, y)
         if d > self.band:
