@@ -240,3 +240,59 @@ def test_a_track_lost_while_the_radar_is_full_keeps_its_held_time():
     others_gone = _radar_run([t[1:] if k < 20 else t for k, t in enumerate(frames(1))])
     assert gone - others_gone == pytest.approx(2000, abs=PERIOD_MS["ld2450"])
     assert hidden - others_hidden == pytest.approx(2000 + 2000, abs=PERIOD_MS["ld2450"] * 2)
+
+
+HIDDEN_SCRIPT = r'''
+import json
+from vistelse_node.pipeline import Pipeline
+runs = json.loads(%r)
+out = []
+for frames in runs:
+    p = Pipeline("ld2450", zones=[[[-2500, 3000], [4000, 3000], [4000, 4000], [-2500, 4000]]],
+                 lines=[((-1000, 4000), (-1000, 3000))], min_count=1)
+    for k in range(len(frames)):
+        p.feed_ld2450(bytes.fromhex(frames[k]), 100 * k)
+    p.finish(100 * len(frames))
+    ms = p.agg.person_ms[0]
+    iv = p.close_interval(100 * len(frames))
+    out.append([ms, iv["zones"][0]["visits"], iv["zones"][0]["dwell_hist"]["counts"],
+                iv["lines"][0]["in"], iv["lines"][0]["out"]])
+print(json.dumps(out))
+'''
+
+
+def _walker_hidden_until_mid_zone(others):
+    # A walks at 1 m/s along y = 3.5 m from x = -3 m to 5 m through a zone
+    # from x = -2.5 m to 4 m (6.5 s inside), past a line at x = -1 m. The
+    # radar reports `others` people nearer to it (outside the zone) and,
+    # while three are reported, not A; A appears at x = 0.5 m.
+    frames = []
+    for k in range(90):
+        near = [(-2000 + 150 * j + 30 * k, 1500 + 400 * j, 30) for j in range(others)]
+        x = -3000 + 100 * k
+        a = [(x, 3500, 100)] if 500 <= x <= 5000 else []
+        frames.append(sim.ld2450_frame((a + near)[:3]).hex())
+    return frames
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_someone_first_seen_while_the_radar_is_full_walked_in_unseen(runtime, request):
+    # With three nearer people reported, A was hidden behind them: their
+    # way is followed back to the zone's edge at their pace, so they count
+    # their whole 6.5 s inside (one frame either way), a dwell of 5-15 s,
+    # and the line they crossed unseen. With one nearer person, the radar
+    # could have shown A and did not: A came out of a door, and counts only
+    # the 3.5 s seen (dwell 0-5 s) and no crossing.
+    runs = [_walker_hidden_until_mid_zone(3), _walker_hidden_until_mid_zone(1)]
+    if runtime == "cpython":
+        import contextlib
+        import io
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(HIDDEN_SCRIPT % json.dumps(runs), {"__name__": "cpython"})
+        full, free = json.loads(buf.getvalue())
+    else:
+        full, free = json.loads(request.getfixturevalue("micropython")(
+            HIDDEN_SCRIPT % json.dumps(runs)).strip().splitlines()[-1])
+    assert abs(full[0] - 6500) <= 100 and full[1] == 1 and full[2][1] == 1 and full[3:] == [1, 0]
+    assert abs(free[0] - 3500) <= 100 and free[1] == 1 and free[2][0] == 1 and free[3:] == [0, 0]

@@ -28,6 +28,24 @@ class Zone:
             j = i
         return result
 
+    def exit_mm(self, x, y, ux, uy):
+        """From a point inside, how far along the unit direction (ux, uy)
+        the zone's edge is (mm)."""
+        xs, ys = self.xs, self.ys
+        best = 1e12
+        j = len(xs) - 1
+        for i in range(len(xs)):
+            ex, ey = xs[i] - xs[j], ys[i] - ys[j]
+            d = ux * ey - uy * ex
+            if d != 0:
+                wx, wy = xs[j] - x, ys[j] - y
+                t = (wx * ey - wy * ex) / d          # along the direction
+                s = (wx * uy - wy * ux) / d          # along the edge, 0..1
+                if 0 <= t < best and 0 <= s <= 1:
+                    best = t
+            j = i
+        return best
+
 
 class Line:
     def __init__(self, a, b, band_mm=150):
@@ -49,8 +67,11 @@ class Line:
 
     def state(self, x, y):
         """-1 right of the band, +1 left of it, 0 inside the band or beyond the ends."""
+        # Between the end points, with no margin beyond them: a margin counts
+        # people passing just beyond an end (radar noise moves a point past
+        # an end as often as back inside, so no margin is unbiased).
         t = self.along(x, y)
-        if t < -self.band or t > self.length + self.band:
+        if t < 0 or t > self.length:
             return 0
         d = self.side(x, y)
         if d > self.band:

@@ -6,7 +6,7 @@
 #
 # t_ms are ticks (wrapping like MicroPython's); nothing here reads a clock.
 from . import aggregate, geometry, track
-from .clock import ticks_diff
+from .clock import ticks_add, ticks_diff
 from .detect.tof import TofDetector
 from .sensors import ld2450_frames
 
@@ -16,6 +16,12 @@ MAX_FRAME_GAP_MS = 1000                           # longer gaps are sensor outag
 # (reading, looking down) lowers the top of the head by 50 mm and more, the
 # gait's rise and fall moves it +-20 mm.
 CLASS_MARGIN_MM = 50
+# The LD2450 reports the three nearest targets: someone who first appears
+# inside a zone while it reports three was most likely there before, hidden
+# behind nearer people, and walked in along their way at their pace. Their
+# time since the zone's edge is credited, at most this long (10 s is 10 m at
+# a slow walk, more than a radar's zone is deep).
+HIDDEN_BEFORE_MS = 10000
 
 
 class Pipeline:
@@ -56,6 +62,7 @@ class Pipeline:
             params = track.TrackerParams(base.gate_mm, base.gate_speed_mm_s, base.confirm_hits,
                                          base.confirm_move_mm, base.grace_ms, base.still_speed_mm_s,
                                          base.still_hold_ms, base.max_tracks, base.full_n)
+            self._known = [0] * len(self.zones)    # confirmed tracks seen inside, last frame
             self.tracker = track.Tracker(params, len(self.zones), len(self.lines))
             self.agg = aggregate.Aggregator(len(self.zones), len(self.lines), self.min_count,
                                             heights=self.sensor == "vl53l5cx")
@@ -109,6 +116,10 @@ class Pipeline:
         # its person was lost: grace and still-hold) wait in held_ms and
         # occ_peak, and are settled when the track is next seen confirmed --
         # in whatever interval that is -- or when it dies (_end).
+        for tr in tracks:
+            if tr.born_full and tr.confirmed:
+                tr.born_full = False
+                self._came_hidden(tr, t)
         for z in range(len(self.zones)):
             zone = self.zones[z]
             known = 0
@@ -140,12 +151,16 @@ class Pipeline:
                 if inside:
                     if tr.first_inside[z] is None:
                         tr.first_inside[z] = t
+                        if tr.born_full and tr.born == t and self._known[z] + 1 > tr.occ_peak[z]:
+                            # new while the radar was full: hidden behind those it showed
+                            tr.occ_peak[z] = self._known[z] + 1
                 elif tr.visit_start[z] is not None:
                     if ticks_diff(t, tr.last_inside[z]) >= aggregate.VISIT_BRIDGE_MS:
                         self._visit_end(tr, z)
                 else:
                     tr.first_inside[z] = None
             agg.occupancy(z, known, dt)
+            self._known[z] = known
             if unknown:
                 for tr in tracks:
                     if tr.here and not (tr.t == t and tr.confirmed):
@@ -174,6 +189,48 @@ class Pipeline:
                     self._event(tr)
                     agg.crossed(k, direction)
                 del tr.pending[:]
+
+    def _came_hidden(self, tr, t):
+        # A walker first seen inside a zone while the radar was full: follow
+        # their way back (the straight line from where they were first seen,
+        # opposite to how they walked since) to the zone's edge. The time
+        # that takes at their pace is presence (and dwell) they had unseen,
+        # and a line on that way is one they crossed unseen.
+        ms = ticks_diff(t, tr.born)
+        if ms <= 0:
+            return
+        dx, dy = tr.x - tr.x0, tr.y - tr.y0
+        d = (dx * dx + dy * dy) ** 0.5
+        speed = d * 1000 / ms                     # mm/s, over all frames since first seen
+        if speed < self.tracker.p.still_speed_mm_s:
+            return
+        ux, uy = dx / d, dy / d
+        reach = speed * HIDDEN_BEFORE_MS / 1000   # the furthest back they can have been hidden
+        back = 0
+        for z in range(len(self.zones)):
+            zone = self.zones[z]
+            if tr.first_inside[z] is None or not zone.inside(tr.x0, tr.y0):
+                continue
+            s = zone.exit_mm(tr.x0, tr.y0, -ux, -uy)
+            if s >= reach:
+                continue                          # not from the zone's edge: a door, a ghost
+            before = int(s * 1000 / speed)
+            tr.held_ms[z] += before
+            tr.first_inside[z] = ticks_add(tr.first_inside[z], -before)
+            if s > back:
+                back = s
+        if not back:
+            return
+        bx, by = tr.x0 - ux * back, tr.y0 - uy * back
+        for k in range(len(self.lines)):
+            line = self.lines[k]
+            was = line.state(bx, by)
+            now = line.state(tr.x0, tr.y0)
+            if was and now and was != now:
+                self._event(tr)
+                self.agg.crossed(k, now > 0)
+            elif was and not tr.side[k]:
+                tr.side[k] = was                  # first seen on the line: from this side
 
     def _event(self, tr):
         # a track's first visit or crossing: one person for the release stage's k

@@ -61,6 +61,7 @@ class Track:
         self.slow = False
         self.slow_since = None
         self.standing = False         # held as a standing person the radar has lost
+        self.born_full = False        # first seen while the radar reported all it can (Pipeline._came_hidden)
 
     def speed(self):
         return (self.vx * self.vx + self.vy * self.vy) ** 0.5
@@ -127,7 +128,7 @@ class TrackerParams:
         self.full_n = full_n                       # the most targets the sensor reports (0: no limit)
 
 
-RADAR = TrackerParams(gate_mm=700, gate_speed_mm_s=1800, confirm_hits=3, confirm_move_mm=300,
+RADAR = TrackerParams(gate_mm=700, gate_speed_mm_s=900, confirm_hits=3, confirm_move_mm=300,
                       grace_ms=3000, still_speed_mm_s=250, still_hold_ms=60000, full_n=3)
 # Under the ToF sensor a person is in view for about a second and flickers at
 # the edges: confirm after 2 frames, bridge gaps of 0.7 s (0.9 m of walking).
@@ -213,7 +214,7 @@ class Tracker:
                 # as it can (the radar's three), they may be hidden, not gone
                 tr.hidden = p.full_n > 0 and n >= p.full_n
             if not tr.confirmed:
-                alive = lost < 300
+                alive = lost < (p.grace_ms if tr.hidden else 300)
             elif (tr.slow and ticks_diff(tr.t, tr.slow_since) >= STILL_BEFORE_DROP_MS
                   and in_zone(tr.x, tr.y)):
                 alive = lost < max(p.still_hold_ms, p.grace_ms)
@@ -230,11 +231,16 @@ class Tracker:
                 self.ended.append(tr)
         self._spare = self.tracks
         self.tracks = keep
+        # someone new while the sensor reports all it can may have been hidden
+        # before (not in the first frame: nobody was looked for before it)
+        full = p.full_n > 0 and n >= p.full_n and self.t_prev is not None
         self.t_prev = t
         for di in range(n):
             if not used[di] and len(self.tracks) < p.max_tracks:
                 d = dets[di]
-                self.tracks.append(Track(self._next_id, d[0], d[1], t, d[2], self.n_zones, self.n_lines))
+                tr = Track(self._next_id, d[0], d[1], t, d[2], self.n_zones, self.n_lines)
+                tr.born_full = full
+                self.tracks.append(tr)
                 self._next_id += 1
         return self.tracks
 

@@ -27,6 +27,8 @@ from .evaluate import Score, from_files, predictor, scenes_in, score
 # value is a judgement (docs/accuracy.md gives each one's reason)
 PARAMETERS = (
     ("vistelse_node.track", "RADAR.grace_ms", (1500, 2000, 3000, 4000), "ld2450"),
+    ("vistelse_node.track", "RADAR.gate_speed_mm_s", (600, 900, 1200, 1800), "ld2450"),
+    ("vistelse_node.pipeline", "HIDDEN_BEFORE_MS", (0, 5000, 10000, 20000), "ld2450"),
     ("vistelse_node.track", "TOF.grace_ms", (500, 700, 900), "vl53l5cx"),
     ("vistelse_node.detect.tof", "HEAD_IN_VIEW_MM", (400, 500, 600), "vl53l5cx"),
     ("vistelse_node.track", "STATURE_SPREAD_MM", (80, 120, 200), "vl53l5cx"),
