@@ -203,10 +203,16 @@ class Pipeline:
             if tr.visit_start[z] is not None:
                 self._visit_end(tr, z, tr.held_ms[z] if walked_out else 0)
         # classified only if its stature was measured well, and not too close
-        # to the class edge to tell (no class rather than a wrong one)
+        # to the class edge to tell (no class rather than a wrong one) --
+        # or, wherever the head was, if a part of them was seen clearly above
+        # the edge: an adult (a lower bound says nothing of a child)
         if tr.confirmed and tr.events and self.agg.heights:
+            edge = aggregate.HEIGHT_EDGES_MM[1]
             h = tr.stature()
-            if h > 0 and abs(h - aggregate.HEIGHT_EDGES_MM[1]) >= CLASS_MARGIN_MM:
+            low = tr.lower_bound()
+            if low >= edge + CLASS_MARGIN_MM:
+                self.agg.classified(low if low > h else h)
+            elif h > 0 and abs(h - edge) >= CLASS_MARGIN_MM:
                 self.agg.classified(h)
 
     def finish(self, t):

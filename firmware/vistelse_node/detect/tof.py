@@ -8,6 +8,7 @@
 # scaled by (H - h) / H. Status 5 and 9 are valid measurements (ST driver).
 import math
 
+from ..aggregate import HEIGHT_EDGES_MM
 from ..clock import ticks_diff
 
 VALID = (5, 9)
@@ -46,6 +47,10 @@ class TofDetector:
         self.r = resolution
         # from where heads go out of view to the edge of the footprint
         self.rim_mm = self.h * math.tan(math.radians(fov_deg / 2.0)) - HEAD_IN_VIEW_MM
+        # the outermost zones' centre rays, (fov/2 - half a zone) from nadir
+        tan_ray = math.tan(math.radians(fov_deg / 2.0 - fov_deg / (2.0 * resolution)))
+        r_view = (self.h - HEIGHT_EDGES_MM[1]) * tan_ray
+        self.view2 = r_view * r_view
         n = resolution * resolution
         self.fx = [0.0] * n
         self.fy = [0.0] * n
@@ -202,7 +207,7 @@ class TofDetector:
             count += 1
         for k in range(count):
             o = out[k]
-            o[2] = o[3] if o[0] * o[0] + o[1] * o[1] < HEAD_IN_VIEW_MM * HEAD_IN_VIEW_MM else 0.0
+            o[2] = o[3] if o[0] * o[0] + o[1] * o[1] < self.view2 else 0.0
             # a top at a taller neighbour's shoulder height, within a shoulder's
             # reach of them, may be that shoulder: no stature from this frame
             for j in range(count):
