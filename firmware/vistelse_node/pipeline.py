@@ -7,7 +7,7 @@
 # t_ms are ticks (wrapping like MicroPython's); nothing here reads a clock.
 from . import aggregate, geometry, track
 from .clock import ticks_diff
-from .detect.tof import TofDetector
+from .detect.tof import HEAD_IN_VIEW_MM, TofDetector
 from .sensors import ld2450_frames
 
 LINE_BAND_MM = {"ld2450": 250, "vl53l5cx": 100}   # hysteresis either side of a line: radar noise is larger
@@ -39,6 +39,8 @@ class Pipeline:
         # below it only the side of a body is in view, less of it further out.
         # A radar's zones lie inside its view: someone walking out is seen.
         self.rim_mm = self.tof.rim_mm if self.tof else 0
+        # ...which starts this far from the point below the sensor (ToF only)
+        self.rim_from_mm = HEAD_IN_VIEW_MM if self.tof else -1
         self.configure(zones, lines, min_count, still_hold_s)
 
     def configure(self, zones=None, lines=None, min_count=None, still_hold_s=None):
@@ -161,7 +163,7 @@ class Pipeline:
                 s = line.state(tr.x, tr.y)
                 if s == 0:
                     continue
-                if tr.side[k] != 0 and s != tr.side[k]:
+                if (tr.side[k] != 0 and s != tr.side[k]) or (tr.side[k] == 0 and self._came_across(tr, line)):
                     if tr.confirmed:
                         self._event(tr)
                         agg.crossed(k, s > 0)
@@ -174,6 +176,17 @@ class Pipeline:
                     self._event(tr)
                     agg.crossed(k, direction)
                 del tr.pending[:]
+
+    def _came_across(self, tr, line):
+        # First seen just past the line (in the half of its band they walk on
+        # into), at the rim of the ToF's view, where only the low part of a
+        # body is seen and a walker is picked up late: they came from the
+        # line's other side, across it, unseen. Near the point below the
+        # sensor people are seen whole, so one first seen there appeared
+        # there (a door): not credited.
+        r = self.rim_from_mm
+        return (r >= 0 and line.state(tr.x0, tr.y0) == 0 and tr.x0 * tr.x0 + tr.y0 * tr.y0 > r * r
+                and line.side(tr.x0, tr.y0) * line.state(tr.x, tr.y) > 0)
 
     def _event(self, tr):
         # a track's first visit or crossing: one person for the release stage's k
