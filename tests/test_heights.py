@@ -6,8 +6,7 @@ whether someone walks beside them; someone alone whose head passed under
 the sensor and whose stature is clearly on one side of 1.40 m gets a class.
 Out at the rim, where the top of a head is out of view, someone clearly tall
 is an adult (a part of them seen above 1.45 m bounds their stature from
-below) and a child gets no class; such adults add to the number classified,
-not to the children's share (aggregate.Aggregator.class_counts).
+below) and a child gets no class.
 Checked on the scene simulator's body model (head, torso, legs, the gait's
 rise and fall) on CPython (hypothesis) and, for a fixed sample of the same
 cases, under MicroPython.
@@ -18,7 +17,6 @@ import random
 
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from vistelse_node.aggregate import Aggregator
 from vistelse_node.pipeline import Pipeline
 from vistelse_tools import simulate as sim
 
@@ -121,21 +119,8 @@ def test_a_child_at_the_rim_gets_no_class(height, speed, far, side, head_down, p
     assert classes(*case(height, speed, lateral, head_down, phase, None, seed, mount)) == [0, 0]
 
 
-def test_adults_known_only_from_below_add_to_the_number_not_to_the_share():
-    agg = Aggregator(1, 0, min_count=1, heights=True)
-    for h in (1200, 1700, 1750, 1800):          # in view: one child in four
-        agg.classified(h)
-    for _ in range(4):                          # at the rim: adults, where no child is seen
-        agg.classified_adult()
-    assert agg.close()["height_classes"]["counts"] == [2, 6]
-    for _ in range(3):                          # nobody in view: as they are
-        agg.classified_adult()
-    assert agg.close()["height_classes"]["counts"] == [0, 3]
-
-
 MPY_SCRIPT = r'''
 import json
-from vistelse_node.aggregate import Aggregator
 from vistelse_node.pipeline import Pipeline
 cases = json.loads(%r)
 out = []

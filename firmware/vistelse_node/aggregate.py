@@ -38,7 +38,6 @@ class Aggregator:
         self.line_in = [0] * m
         self.line_out = [0] * m
         self.height_counts = [0] * len(HEIGHT_EDGES_MM)
-        self.adults_unseen = 0        # adults by a lower bound alone (classified_adult)
         self.people = 0
 
     def person_seen(self):
@@ -76,29 +75,7 @@ class Aggregator:
             self.total_out[line] += 1
 
     def classified(self, height_mm):
-        """A person whose class could have been either: their head passed
-        where a child's is in view (the unbiased sample of the classes)."""
         self.height_counts[_bin(height_mm, HEIGHT_EDGES_MM)] += 1
-
-    def classified_adult(self):
-        """A person known to be an adult only from a part of them seen above
-        the edge, where a child would not have been classified: counted, but
-        the split of the classes is the unbiased sample's (class_counts())."""
-        self.adults_unseen += 1
-
-    def class_counts(self):
-        """[children, adults] of the people classified. The adults known
-        only from a lower bound add to the number, not to the split: the
-        children's share is the one measured among the people whose class
-        could have been either (rounded, of the total), since out where only
-        adults can be recognised, children go unclassified."""
-        counts = self.height_counts
-        n_seen = counts[0] + counts[1]
-        n = n_seen + self.adults_unseen
-        if not n_seen:
-            return [0, n]                # nobody to measure a share on: as they are
-        children = (2 * counts[0] * n + n_seen) // (2 * n_seen)
-        return [children, n - children]
 
     def close(self):
         """The finished interval (the report's interval shape); starts the next."""
@@ -115,8 +92,7 @@ class Aggregator:
                   "total_out": self.total_out[i]} for i in range(self.n_lines)]
         interval = {"zones": zones, "lines": lines, "people": self.people}
         if self.heights:
-            counts = self.class_counts()
-            n = counts[0] + counts[1]
-            interval["height_classes"] = {"counts": counts} if n >= k and n > 0 else None
+            n = sum(self.height_counts)
+            interval["height_classes"] = {"counts": list(self.height_counts)} if n >= k and n > 0 else None
         self._reset()
         return interval

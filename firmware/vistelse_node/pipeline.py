@@ -218,16 +218,15 @@ class Pipeline:
         # classified only if its stature was measured well, and not too close
         # to the class edge to tell (no class rather than a wrong one) --
         # or, wherever the head was, if a part of them was seen clearly above
-        # the edge: an adult (a lower bound says nothing of a child, so these
-        # add to the number classified, not to the children's share)
+        # the edge: an adult (a lower bound says nothing of a child)
         if tr.confirmed and tr.events and self.agg.heights:
             edge = aggregate.HEIGHT_EDGES_MM[1]
             h = tr.stature()
             low = tr.lower_bound()
-            if h > 0 and (low >= edge + CLASS_MARGIN_MM or abs(h - edge) >= CLASS_MARGIN_MM):
+            if low >= edge + CLASS_MARGIN_MM:
                 self.agg.classified(low if low > h else h)
-            elif low >= edge + CLASS_MARGIN_MM:
-                self.agg.classified_adult()
+            elif h > 0 and abs(h - edge) >= CLASS_MARGIN_MM:
+                self.agg.classified(h)
 
     def finish(self, t):
         """End every visit now (the end of a recording, or a reconfiguration)."""

@@ -190,6 +190,13 @@ class TofDetector:
                             sy += w * self.fy[j] * s
                             sw += w
             x, y = sx / sw, sy / sw
+            # A stature sample only where the top can be a head's: where this
+            # zone's ray met it, inside the cone in which the outermost rays
+            # are still above the class edge. A body cut off by the field of
+            # view has its top on the outermost ray, so there it is at or
+            # above the edge (a lower bound: an adult); a top below the edge
+            # inside the cone is a child's head, not a cut-off body.
+            top = h if px[i] * px[i] + py[i] * py[i] < self.view2 else 0.0
             # peaks come in zone order, not height order: keep the higher of
             # two that are too close to be two people
             merged = False
@@ -198,16 +205,15 @@ class TofDetector:
                 if (o[0] - x) ** 2 + (o[1] - y) ** 2 < SEPARATION_MM * SEPARATION_MM:
                     merged = True
                     if h > o[3]:
-                        o[0], o[1], o[3] = x, y, h
+                        o[0], o[1], o[2], o[3] = x, y, top, h
                     break
             if merged:
                 continue
             o = out[count]
-            o[0], o[1], o[3] = x, y, h
+            o[0], o[1], o[2], o[3] = x, y, top, h
             count += 1
         for k in range(count):
             o = out[k]
-            o[2] = o[3] if o[0] * o[0] + o[1] * o[1] < self.view2 else 0.0
             # a top at a taller neighbour's shoulder height, within a shoulder's
             # reach of them, may be that shoulder: no stature from this frame
             for j in range(count):
