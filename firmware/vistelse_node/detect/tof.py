@@ -29,8 +29,8 @@ SEPARATION_MM = 350           # two heads are at least this far apart: closer pe
                                # are one person (head and the side of the body)
 HEAD_MM = 200                 # a head is about this wide: the top of one is the
                                # highest surface within this distance
-HEAD_IN_VIEW_MM = 500         # beyond this from nadir a head is out of view:
-                               # the height there is a body's side, not a stature
+HEAD_IN_VIEW_MM = 500         # beyond this from nadir an adult's head is out of
+                               # view: the rim, where a body is seen from the side
 SHOULDER_LOW = 0.75           # shoulders are at 0.8-0.85 of the standing height:
                                # a top between this and the neighbour's head may be a shoulder
 SHOULDER_REACH_MM = 450       # half the shoulder width (0.2-0.25 m) plus the separation
@@ -47,7 +47,9 @@ class TofDetector:
         self.r = resolution
         # from where heads go out of view to the edge of the footprint
         self.rim_mm = self.h * math.tan(math.radians(fov_deg / 2.0)) - HEAD_IN_VIEW_MM
-        # the outermost zones' centre rays, (fov/2 - half a zone) from nadir
+        # Statures are taken inside the cone in which the outermost zones'
+        # centre rays ((fov/2 - half a zone) from nadir) are still above the
+        # child/adult edge: 501 mm around nadir at 2.8 m (_peaks)
         tan_ray = math.tan(math.radians(fov_deg / 2.0 - fov_deg / (2.0 * resolution)))
         r_view = (self.h - HEIGHT_EDGES_MM[1]) * tan_ray
         self.view2 = r_view * r_view
