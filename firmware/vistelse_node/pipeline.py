@@ -7,7 +7,7 @@
 # t_ms are ticks (wrapping like MicroPython's); nothing here reads a clock.
 from . import aggregate, geometry, track
 from .clock import ticks_add, ticks_diff
-from .detect.tof import TofDetector
+from .detect.tof import HEAD_IN_VIEW_MM, TofDetector
 from .sensors import ld2450_frames
 
 LINE_BAND_MM = {"ld2450": 250, "vl53l5cx": 100}   # hysteresis either side of a line: radar noise is larger
@@ -45,6 +45,8 @@ class Pipeline:
         # below it only the side of a body is in view, less of it further out.
         # A radar's zones lie inside its view: someone walking out is seen.
         self.rim_mm = self.tof.rim_mm if self.tof else 0
+        # ...which starts this far from the point below the sensor (ToF only)
+        self.rim_from_mm = HEAD_IN_VIEW_MM if self.tof else -1
         self.configure(zones, lines, min_count, still_hold_s)
 
     def configure(self, zones=None, lines=None, min_count=None, still_hold_s=None):
@@ -176,7 +178,7 @@ class Pipeline:
                 s = line.state(tr.x, tr.y)
                 if s == 0:
                     continue
-                if tr.side[k] != 0 and s != tr.side[k]:
+                if (tr.side[k] != 0 and s != tr.side[k]) or (tr.side[k] == 0 and self._came_across(tr, line)):
                     if tr.confirmed:
                         self._event(tr)
                         agg.crossed(k, s > 0)
@@ -232,6 +234,17 @@ class Pipeline:
             elif was and not tr.side[k]:
                 tr.side[k] = was                  # first seen on the line: from this side
 
+    def _came_across(self, tr, line):
+        # First seen just past the line (in the half of its band they walk on
+        # into), at the rim of the ToF's view, where only the low part of a
+        # body is seen and a walker is picked up late: they came from the
+        # line's other side, across it, unseen. Near the point below the
+        # sensor people are seen whole, so one first seen there appeared
+        # there (a door): not credited.
+        r = self.rim_from_mm
+        return (r >= 0 and line.state(tr.x0, tr.y0) == 0 and tr.x0 * tr.x0 + tr.y0 * tr.y0 > r * r
+                and line.side(tr.x0, tr.y0) * line.state(tr.x, tr.y) > 0)
+
     def _event(self, tr):
         # a track's first visit or crossing: one person for the release stage's k
         if tr.events == 0:
@@ -260,10 +273,16 @@ class Pipeline:
             if tr.visit_start[z] is not None:
                 self._visit_end(tr, z, tr.held_ms[z] if walked_out else 0)
         # classified only if its stature was measured well, and not too close
-        # to the class edge to tell (no class rather than a wrong one)
+        # to the class edge to tell (no class rather than a wrong one) --
+        # or, wherever the head was, if a part of them was seen clearly above
+        # the edge: an adult (a lower bound says nothing of a child)
         if tr.confirmed and tr.events and self.agg.heights:
+            edge = aggregate.HEIGHT_EDGES_MM[1]
             h = tr.stature()
-            if h > 0 and abs(h - aggregate.HEIGHT_EDGES_MM[1]) >= CLASS_MARGIN_MM:
+            low = tr.lower_bound()
+            if low >= edge + CLASS_MARGIN_MM:
+                self.agg.classified(low if low > h else h)
+            elif h > 0 and abs(h - edge) >= CLASS_MARGIN_MM:
                 self.agg.classified(h)
 
     def finish(self, t):

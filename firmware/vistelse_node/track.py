@@ -37,7 +37,10 @@ class Track:
         # three highest, and how many there were (stature() below)
         self.tops = [0.0, 0.0, 0.0]
         self.n_tops = 0
-        self.highest = 0.0            # highest surface of the person seen anywhere (lower bound)
+        # the three highest surfaces of the person seen anywhere, in view or
+        # not, and how many frames: each is a lower bound of the stature
+        self.highs = [0.0, 0.0, 0.0]
+        self.n_highs = 0
         self._sample(height)
         self.events = 0               # visits started or lines crossed
         self.visit_start = [None] * n_zones
@@ -67,17 +70,23 @@ class Track:
         return (self.vx * self.vx + self.vy * self.vy) ** 0.5
 
     def _sample(self, h):
-        if h <= 0:
-            return
-        tops = self.tops
-        self.n_tops += 1
-        if h > tops[2]:
-            if h > tops[0]:
-                tops[0], tops[1], tops[2] = h, tops[0], tops[1]
-            elif h > tops[1]:
-                tops[1], tops[2] = h, tops[1]
-            else:
-                tops[2] = h
+        if h > 0:
+            self.n_tops += 1
+            _keep_top3(self.tops, h)
+
+    def _sample_high(self, h):
+        if h > 0:
+            self.n_highs += 1
+            _keep_top3(self.highs, h)
+
+    def lower_bound(self):
+        """A stature the person certainly reaches (mm), or 0: the second
+        highest surface of theirs seen in at least STATURE_SAMPLES frames,
+        in view or not. Every point measured on a person lies at or below
+        the top of their head, so where the head itself was out of view the
+        side of the head or the shoulders still bound the stature from below
+        (one high outlier -- noise, a neighbour for a frame -- does not count)."""
+        return self.highs[1] if self.n_highs >= STATURE_SAMPLES else 0.0
 
     def stature(self):
         """Standing height (mm), or 0 where it was not measured well: fewer
@@ -92,9 +101,20 @@ class Track:
             return 0.0
         # A higher part of the person seen elsewhere (the side of a head out
         # of view): what was measured below the sensor was a shoulder.
-        if self.highest > tops[1] + STATURE_SPREAD_MM:
+        if self.lower_bound() > tops[1] + STATURE_SPREAD_MM:
             return 0.0
         return tops[1]
+
+
+def _keep_top3(tops, h):
+    # tops: the three highest values so far, highest first
+    if h > tops[2]:
+        if h > tops[0]:
+            tops[0], tops[1], tops[2] = h, tops[0], tops[1]
+        elif h > tops[1]:
+            tops[1], tops[2] = h, tops[1]
+        else:
+            tops[2] = h
 
 
 # How a stature is measured from above (docs/accuracy.md): a head is in view
@@ -274,8 +294,8 @@ class Tracker:
         tr.hidden = False
         if det[2] > 0:                                # ToF: a stature sample
             tr._sample(det[2])
-        if len(det) > 3 and det[3] > tr.highest:      # ToF: the top of what was seen, in view or not
-            tr.highest = det[3]
+        if len(det) > 3:                              # ToF: the top of what was seen, in view or not
+            tr._sample_high(det[3])
         if not tr.confirmed and tr.hits >= self.p.confirm_hits:
             dx, dy = tr.x - tr.x0, tr.y - tr.y0
             if dx * dx + dy * dy >= self.p.confirm_move_mm * self.p.confirm_move_mm:

@@ -8,6 +8,7 @@
 # scaled by (H - h) / H. Status 5 and 9 are valid measurements (ST driver).
 import math
 
+from ..aggregate import HEIGHT_EDGES_MM
 from ..clock import ticks_diff
 
 VALID = (5, 9)
@@ -28,8 +29,8 @@ SEPARATION_MM = 350           # two heads are at least this far apart: closer pe
                                # are one person (head and the side of the body)
 HEAD_MM = 200                 # a head is about this wide: the top of one is the
                                # highest surface within this distance
-HEAD_IN_VIEW_MM = 500         # beyond this from nadir a head is out of view:
-                               # the height there is a body's side, not a stature
+HEAD_IN_VIEW_MM = 500         # beyond this from nadir an adult's head is out of
+                               # view: the rim, where a body is seen from the side
 SHOULDER_LOW = 0.75           # shoulders are at 0.8-0.85 of the standing height:
                                # a top between this and the neighbour's head may be a shoulder
 SHOULDER_REACH_MM = 450       # half the shoulder width (0.2-0.25 m) plus the separation
@@ -46,6 +47,12 @@ class TofDetector:
         self.r = resolution
         # from where heads go out of view to the edge of the footprint
         self.rim_mm = self.h * math.tan(math.radians(fov_deg / 2.0)) - HEAD_IN_VIEW_MM
+        # Statures are taken inside the cone in which the outermost zones'
+        # centre rays ((fov/2 - half a zone) from nadir) are still above the
+        # child/adult edge: 501 mm around nadir at 2.8 m (_peaks)
+        tan_ray = math.tan(math.radians(fov_deg / 2.0 - fov_deg / (2.0 * resolution)))
+        r_view = (self.h - HEIGHT_EDGES_MM[1]) * tan_ray
+        self.view2 = r_view * r_view
         n = resolution * resolution
         self.fx = [0.0] * n
         self.fy = [0.0] * n
@@ -185,6 +192,13 @@ class TofDetector:
                             sy += w * self.fy[j] * s
                             sw += w
             x, y = sx / sw, sy / sw
+            # A stature sample only where the top can be a head's: where this
+            # zone's ray met it, inside the cone in which the outermost rays
+            # are still above the class edge. A body cut off by the field of
+            # view has its top on the outermost ray, so there it is at or
+            # above the edge (a lower bound: an adult); a top below the edge
+            # inside the cone is a child's head, not a cut-off body.
+            top = h if px[i] * px[i] + py[i] * py[i] < self.view2 else 0.0
             # peaks come in zone order, not height order: keep the higher of
             # two that are too close to be two people
             merged = False
@@ -193,16 +207,15 @@ class TofDetector:
                 if (o[0] - x) ** 2 + (o[1] - y) ** 2 < SEPARATION_MM * SEPARATION_MM:
                     merged = True
                     if h > o[3]:
-                        o[0], o[1], o[3] = x, y, h
+                        o[0], o[1], o[2], o[3] = x, y, top, h
                     break
             if merged:
                 continue
             o = out[count]
-            o[0], o[1], o[3] = x, y, h
+            o[0], o[1], o[2], o[3] = x, y, top, h
             count += 1
         for k in range(count):
             o = out[k]
-            o[2] = o[3] if o[0] * o[0] + o[1] * o[1] < HEAD_IN_VIEW_MM * HEAD_IN_VIEW_MM else 0.0
             # a top at a taller neighbour's shoulder height, within a shoulder's
             # reach of them, may be that shoulder: no stature from this frame
             for j in range(count):
