@@ -7,6 +7,7 @@ transaction and commits; only then are the acks called (MQTT PUBACK, HTTP
 kill -9 at any point loses nothing the gateway has acknowledged: the broker
 redelivers the rest and the duplicate check makes redelivery harmless.
 """
+import collections
 import hashlib
 import json
 import logging
@@ -257,22 +258,25 @@ class Pipeline:
                         callback(*receipt)
                     except Exception:
                         log.exception("sending a receipt failed")
-        m = self.metrics
+        # counted per batch, then added to the counters once per label set
+        tally = collections.Counter()
         for result in counts:
-            m.inc("vistelse_gateway_uplinks_total" if result["type"] == "uplink" else "vistelse_gateway_messages_total",
-                  outcome=result["outcome"])
+            tally["vistelse_gateway_uplinks_total" if result["type"] == "uplink" else "vistelse_gateway_messages_total",
+                  ("outcome", result["outcome"])] += 1
             if result["outcome"] == "rejected":
-                m.inc("vistelse_gateway_rejections_total", reason=result["reason"])
+                tally["vistelse_gateway_rejections_total", ("reason", result["reason"])] += 1
             if result.get("stored"):
-                m.inc("vistelse_gateway_intervals_stored_total", result["stored"])
+                tally["vistelse_gateway_intervals_stored_total", None] += result["stored"]
             if result.get("recovered"):
-                m.inc("vistelse_gateway_intervals_recovered_total", result["recovered"])
+                tally["vistelse_gateway_intervals_recovered_total", None] += result["recovered"]
             if result.get("receipt"):
-                m.inc("vistelse_gateway_receipts_sent_total")
+                tally["vistelse_gateway_receipts_sent_total", None] += 1
             if result.get("event"):
-                m.inc("vistelse_gateway_events_total", kind=result["event"])
+                tally["vistelse_gateway_events_total", ("kind", result["event"])] += 1
             for w in result.get("warnings", ()):
-                m.inc("vistelse_gateway_warnings_total", kind=w)
+                tally["vistelse_gateway_warnings_total", ("kind", w)] += 1
+        for (name, label), value in tally.items():
+            self.metrics.inc(name, value, **dict([label] if label else []))
         self.metrics.last_batch_at = time.time()
         return counts
 
