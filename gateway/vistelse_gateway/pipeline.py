@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import pickle
 import queue
 import threading
 import time
@@ -78,15 +79,59 @@ def report_data_json(zones_json, lines, interval):
     return text + "}"
 
 
-def _worker_init():
-    import signal
-    # the pipeline ends its workers itself (Pool.terminate) after a graceful stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 def prepare_many(batch):
     return [prepare(*args) for args in batch]
+
+
+def _worker_main(conn):
+    """An ingest worker process: pickled lists of prepare() arguments in, their results out.
+    A thread takes the tasks off the pipe as they come, so the pipeline's send never waits
+    on this process's send of an earlier result."""
+    import signal
+    # the pipeline ends its workers itself after a graceful stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tasks = queue.Queue()
+
+    def receive():
+        try:
+            while True:
+                tasks.put(conn.recv_bytes())
+        except (EOFError, OSError):       # the gateway closed the pipe or died
+            tasks.put(None)
+    threading.Thread(target=receive, name="tasks", daemon=True).start()
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        conn.send_bytes(pickle.dumps(prepare_many(pickle.loads(task)), pickle.HIGHEST_PROTOCOL))
+
+
+class _Worker:
+    """One ingest worker process behind a pipe, driven by the pipeline thread itself: no
+    feeder or result threads in the gateway's process, which would compete with the MQTT
+    client and the store thread for the one interpreter lock."""
+
+    def __init__(self, context):
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(target=_worker_main, args=(child,), name="vistelse-ingest", daemon=True)
+        self.process.start()
+        child.close()
+        self.failed = False
+
+    def send(self, tasks):
+        self.conn.send_bytes(pickle.dumps(tasks, pickle.HIGHEST_PROTOCOL))
+
+    def receive(self, timeout):
+        if not self.conn.poll(timeout):
+            raise TimeoutError("no result from the ingest worker in %d s" % timeout)
+        return pickle.loads(self.conn.recv_bytes())
+
+    def stop(self):
+        self.failed = True
+        self.conn.close()
+        self.process.terminate()
+        self.process.join(5)
 
 
 def content_hash(interval, interval_s):
@@ -124,7 +169,8 @@ class Pipeline:
     def _start_pool(self):
         if self.workers:
             # spawn, not fork: the process has threads (paho, web) by now
-            self.pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+            self._context = multiprocessing.get_context("spawn")
+            self.pool = [_Worker(self._context) for _ in range(self.workers)]
 
     # -- feeding ------------------------------------------------------------
     def submit(self, kind, where, body, content_type="", ack=None, received=None):
@@ -154,7 +200,8 @@ class Pipeline:
         if self._thread:
             self._thread.join(timeout)
         if self.pool is not None:
-            self.pool.terminate()
+            for worker in self.pool:
+                worker.stop()
             self.pool = None
 
     def _collect(self, block):
@@ -172,21 +219,46 @@ class Pipeline:
         return items
 
     def _submit(self, items):
-        """Hand a batch to the worker pool; -> AsyncResult (or None: prepare inline)."""
+        """Hand a batch to the worker processes, a share each -> [(worker, first, end)]
+        (None: prepare inline)."""
         if self.pool is None or not items:
             return None
-        return self.pool.apply_async(prepare_many, ([(i.kind, i.where, i.body, i.content_type) for i in items],))
+        n = len(self.pool)
+        share = -(-len(items) // n)
+        pending = []
+        for k in range(0, len(items), share):
+            worker = self.pool[k // share]
+            try:
+                worker.send([(i.kind, i.where, i.body, i.content_type) for i in items[k:k + share]])
+            except (OSError, ValueError):
+                log.exception("ingest worker unreachable; preparing its share in the pipeline")
+                self._replace(worker)
+                continue
+            pending.append((worker, k, min(k + share, len(items))))
+        return pending
+
+    def _replace(self, worker):
+        """A worker that failed is stopped and started afresh; what was sent to it is prepared inline."""
+        if worker.failed:
+            return
+        worker.stop()
+        if self.pool is not None and worker in self.pool:
+            self.pool[self.pool.index(worker)] = _Worker(self._context)
 
     def _await(self, items, pending):
         if pending is None:
             return
-        try:
-            results = pending.get(60)
-        except Exception:
-            log.exception("ingest worker failed; preparing this batch in the pipeline")
-            return
-        for item, prepared in zip(items, results):
-            item.prepared = prepared
+        for worker, first, end in pending:
+            if worker.failed:
+                continue
+            try:
+                results = worker.receive(60)
+            except Exception:
+                log.exception("ingest worker failed; preparing its share in the pipeline")
+                self._replace(worker)
+                continue
+            for item, prepared in zip(items[first:end], results):
+                item.prepared = prepared
 
     def alive(self):
         return self._thread is not None and self._thread.is_alive()
