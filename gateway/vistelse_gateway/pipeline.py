@@ -66,14 +66,28 @@ def prepare(kind, where, body, content_type=""):
     return ("ok", msg, predecoded)
 
 
-def _json(value):
-    return json.dumps(value, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(separators=(",", ":"))   # one encoder: json.dumps would build one per call
+_json = _ENCODER.encode
+_LINE_KEYS = ("in", "out", "total_in", "total_out", "total_in_ext", "total_out_ext")
+_LINE_JSON = '{"in":%d,"out":%d,"total_in":%d,"total_out":%d,"total_in_ext":%d,"total_out_ext":%d}'
+
+
+def _lines_json(lines):
+    """json.dumps of the report's lines, written directly when they hold just the integers
+    the codec decodes (the common case), through the encoder otherwise."""
+    parts = []
+    for line in lines:
+        values = tuple(line.values())
+        if tuple(line) != _LINE_KEYS or any(type(v) is not int for v in values):
+            return _json(lines)
+        parts.append(_LINE_JSON % values)
+    return "[" + ",".join(parts) + "]"
 
 
 def report_data_json(zones_json, lines, interval):
     """The report's `data` as stored: {"zones", "lines"[, "height_classes"]} with the zones
     already serialised -> the same text as json.dumps of the whole dict."""
-    text = '{"zones":%s,"lines":%s' % (zones_json, _json(lines))
+    text = '{"zones":%s,"lines":%s' % (zones_json, _lines_json(lines))
     if "height_classes" in interval:
         text += ',"height_classes":%s' % _json(interval["height_classes"])
     return text + "}"

@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS access_log (
 # (version, what it changes, script). A database is brought up to date when it is
 # opened: one embedded instance, so upgrading is replacing the code and restarting.
 MIGRATIONS = [(1, "initial schema", SCHEMA)]
+_STATE_JSON = json.JSONEncoder(separators=(",", ":")).encode     # json.dumps would build an encoder per call
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _hex = hex_eui
 
@@ -170,7 +171,7 @@ class _SqliteBatch(Batch):
         self.send_rows()
         if self.dirty:
             self.db.executemany("INSERT OR REPLACE INTO device_state (dev_eui, state) VALUES (?, ?)",
-                                [(eui, json.dumps(state, separators=(",", ":"))) for eui, state in self.dirty.items()])
+                                [(eui, _STATE_JSON(state)) for eui, state in self.dirty.items()])
         if self.store is not None:
             self.store._states.update(self.dirty)
         self.dirty = {}
