@@ -80,6 +80,24 @@ SQL_EVENT = "INSERT INTO events (at, dev_eui, kind, source, body) VALUES (?,?,?,
 SQL_QUARANTINE = "INSERT INTO quarantine (at, source, topic, dev_eui, reason, detail, uplink_id, body) VALUES (?,?,?,?,?,?,?,?)"
 
 
+_MULTI = {}
+
+
+def _insert_rows(db, sql, rows):
+    """Rows as multi-row INSERTs (VALUES (...),(...),...): one statement step per chunk, not
+    one per row. Each step releases the interpreter lock, which the MQTT client's thread
+    then takes: per row, that is a hand-over and back for every row of a batch."""
+    head, _, group = sql.rpartition(" VALUES ")
+    width = len(rows[0])
+    per = max(1, min(256, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        text = _MULTI.get((sql, len(chunk)))
+        if text is None:
+            text = _MULTI[sql, len(chunk)] = "%s VALUES %s" % (head, ",".join([group] * len(chunk)))
+        db.execute(text, [value for row in chunk for value in row])
+
+
 class _SqliteBatch(Batch):
     """One ingest transaction. The registry and device-state caches live in the
     store: the pipeline is the only writer of device_state, and any registry
@@ -164,14 +182,14 @@ class _SqliteBatch(Batch):
     def send_rows(self):
         for sql, rows in self.rows.items():
             if rows:
-                self.db.executemany(sql, rows)
+                _insert_rows(self.db, sql, rows)
                 rows.clear()
 
     def flush(self):
         self.send_rows()
         if self.dirty:
-            self.db.executemany("INSERT OR REPLACE INTO device_state (dev_eui, state) VALUES (?, ?)",
-                                [(eui, _STATE_JSON(state)) for eui, state in self.dirty.items()])
+            _insert_rows(self.db, "INSERT OR REPLACE INTO device_state (dev_eui, state) VALUES (?,?)",
+                         [(eui, _STATE_JSON(state)) for eui, state in self.dirty.items()])
         if self.store is not None:
             self.store._states.update(self.dirty)
         self.dirty = {}
