@@ -228,7 +228,7 @@ def gateway_drain(port, messages, gws):
     publish_all(port, messages)
     n = before + len(messages)
     gws.start()
-    cpu0 = [cpu_seconds(p.pid) for p in gws.procs]
+    cpu0 = None
     t0 = c0 = None
     deadline = time.time() + 900
     while time.time() < deadline:
@@ -236,18 +236,20 @@ def gateway_drain(port, messages, gws):
         now = time.perf_counter()
         if t0 is None and c > before:
             t0, c0 = now, c
+            # CPU from here on: the same window as the rate (start-up and imports left out)
+            cpu0 = [cpu_seconds(p.pid) for p in gws.procs]
         if c >= n:
             t1 = now
             break
         time.sleep(0.02)
     else:
         raise RuntimeError("the gateway stored only %d of %d" % (gws.count(), n))
-    # CPU per uplink over the drain (from start: includes start-up), main processes and their workers
+    # CPU per uplink over the drain (first to last committed report), main processes and their workers
     cpu1 = [cpu_seconds(p.pid) for p in gws.procs]
     main_cpu = sum(b[0] - a[0] for a, b in zip(cpu0, cpu1))
-    worker_cpu = sum(b[1] for b in cpu1)
-    return {"seconds": t1 - t0, "rate": (n - c0) / (t1 - t0), "main_cpu_us": main_cpu / len(messages) * 1e6,
-            "worker_cpu_us": worker_cpu / len(messages) * 1e6}
+    worker_cpu = sum(b[1] - a[1] for a, b in zip(cpu0, cpu1))
+    return {"seconds": t1 - t0, "rate": (n - c0) / (t1 - t0), "main_cpu_us": main_cpu / (n - c0) * 1e6,
+            "worker_cpu_us": worker_cpu / (n - c0) * 1e6}
 
 
 def live_latency(port, messages, gws, rate):

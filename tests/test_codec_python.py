@@ -294,3 +294,49 @@ def test_mutated_valid_messages_give_a_reason_never_a_crash(data):
         fn(bytes(frame), vector["input"]["fPort"])
     except vc.PayloadError as exc:
         assert exc.reason
+
+
+def _outcome(fn, message):
+    try:
+        return ("ok", fn(message))
+    except vc.PayloadError as exc:
+        return ("fault", exc.reason)
+
+
+_cbor_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.floats(allow_nan=False) | st.text(max_size=4)
+    | st.binary(max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.integers(-30, 30) | st.text(max_size=2), inner,
+                                                                  max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.data())
+def test_fast_cbor_path_decides_as_the_rule_by_rule_checks(data):
+    """wire.loads takes a shortcut for deterministic encodings of plain values: on any input
+    (valid messages mutated, arbitrary values encoded either way, raw bytes) it must give
+    the value or the first fault that the rule-by-rule checks give."""
+    from vistelse_codec import wire
+    how = data.draw(st.sampled_from(["vector", "value", "bytes"]))
+    if how == "vector":
+        _, vector = data.draw(st.sampled_from(VALID))
+        message = bytearray(vector["input"]["bytes"][8:])
+        if data.draw(st.booleans()) and message:
+            pos = data.draw(st.integers(0, len(message) - 1))
+            message[pos] ^= 1 << data.draw(st.integers(0, 7))
+        message = bytes(message)
+    elif how == "value":
+        message = cbor2.dumps(data.draw(_cbor_values), canonical=data.draw(st.booleans()))
+    else:
+        message = data.draw(st.binary(max_size=64))
+    assert _outcome(wire.loads, message) == _outcome(wire._loads_checked, message)
+
+
+def test_fast_cbor_path_keeps_the_depth_and_integer_limits():
+    from vistelse_codec import wire
+    for value in (0, [0], {1: [2, None, b"x", "y"]}, 1 << 64, -(1 << 64) - 1, (1 << 64) - 1, True, 1.5,
+                  cbor2.CBORTag(1, 0), [[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]], [[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]):
+        message = cbor2.dumps(value, canonical=True)
+        assert _outcome(wire.loads, message) == _outcome(wire._loads_checked, message), value
+    assert _outcome(wire.loads, cbor2.dumps([[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]))[1] == "CBOR nested too deeply"

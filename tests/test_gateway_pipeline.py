@@ -354,3 +354,36 @@ def test_receipt_when_a_gap_appears_and_late_intervals_are_stored_once(gw):
     assert receipts.missing_count(state["receipts"]) == 4      # 4, 6, 8, 10
     text = metrics.render(gw.metrics, gw.store, []).decode()
     assert 'vistelse_gateway_device_intervals_missing{dev_eui="%s",site="Torget"} 4.0' % EUI.hex() in text
+
+
+# --- ingest worker processes -----------------------------------------------------
+
+def test_worker_processes_prepare_and_a_killed_worker_loses_nothing(tmp_path):
+    import signal
+    store = SqliteStore(str(tmp_path / "g.sqlite"))
+    store.put_device({"dev_eui": EUI.hex(), "network": "chirpstack", "application": APP_ID}, KEY, "test")
+    pipe = Pipeline(store, Metrics(), workers=2, batch_max=50)
+    results = []
+    pipe.start()
+    try:
+        def send(seqs):
+            for seq in seqs:
+                body = cs_json(chirpstack_uplink(EUI, frame(report(seq), EUI), seq + 1))
+                pipe.submit("chirpstack-mqtt", cs_topic(EUI), body, ack=results.append)
+        send(range(0, 60))
+        deadline = time.time() + 60
+        while len(results) < 60 and time.time() < deadline:
+            time.sleep(0.05)
+        first = pipe.pool[0].process
+        os.kill(first.pid, signal.SIGKILL)
+        first.join(10)
+        send(range(60, 120))
+        while len(results) < 120 and time.time() < deadline:
+            time.sleep(0.05)
+        assert pipe.pool[0].process is not first and pipe.pool[0].process.is_alive()    # started afresh
+    finally:
+        pipe.stop()
+        store_reports = [r["seq"] for r in store.reports()]
+        store.close()
+    assert [r["outcome"] for r in results] == ["accepted"] * 120
+    assert sorted(store_reports) == list(range(120))

@@ -7,10 +7,12 @@ transaction and commits; only then are the acks called (MQTT PUBACK, HTTP
 kill -9 at any point loses nothing the gateway has acknowledged: the broker
 redelivers the rest and the duplicate check makes redelivery harmless.
 """
+import collections
 import hashlib
 import json
 import logging
 import multiprocessing
+import pickle
 import queue
 import threading
 import time
@@ -64,28 +66,86 @@ def prepare(kind, where, body, content_type=""):
     return ("ok", msg, predecoded)
 
 
-def _json(value):
-    return json.dumps(value, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(separators=(",", ":"))   # one encoder: json.dumps would build one per call
+_json = _ENCODER.encode
+_LINE_KEYS = ("in", "out", "total_in", "total_out", "total_in_ext", "total_out_ext")
+_LINE_JSON = '{"in":%d,"out":%d,"total_in":%d,"total_out":%d,"total_in_ext":%d,"total_out_ext":%d}'
+
+
+def _lines_json(lines):
+    """json.dumps of the report's lines, written directly when they hold just the integers
+    the codec decodes (the common case), through the encoder otherwise."""
+    parts = []
+    for line in lines:
+        values = tuple(line.values())
+        if tuple(line) != _LINE_KEYS or any(type(v) is not int for v in values):
+            return _json(lines)
+        parts.append(_LINE_JSON % values)
+    return "[" + ",".join(parts) + "]"
 
 
 def report_data_json(zones_json, lines, interval):
     """The report's `data` as stored: {"zones", "lines"[, "height_classes"]} with the zones
     already serialised -> the same text as json.dumps of the whole dict."""
-    text = '{"zones":%s,"lines":%s' % (zones_json, _json(lines))
+    text = '{"zones":%s,"lines":%s' % (zones_json, _lines_json(lines))
     if "height_classes" in interval:
         text += ',"height_classes":%s' % _json(interval["height_classes"])
     return text + "}"
 
 
-def _worker_init():
-    import signal
-    # the pipeline ends its workers itself (Pool.terminate) after a graceful stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 def prepare_many(batch):
     return [prepare(*args) for args in batch]
+
+
+def _worker_main(conn):
+    """An ingest worker process: pickled lists of prepare() arguments in, their results out.
+    A thread takes the tasks off the pipe as they come, so the pipeline's send never waits
+    on this process's send of an earlier result."""
+    import signal
+    # the pipeline ends its workers itself after a graceful stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tasks = queue.Queue()
+
+    def receive():
+        try:
+            while True:
+                tasks.put(conn.recv_bytes())
+        except (EOFError, OSError):       # the gateway closed the pipe or died
+            tasks.put(None)
+    threading.Thread(target=receive, name="tasks", daemon=True).start()
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        conn.send_bytes(pickle.dumps(prepare_many(pickle.loads(task)), pickle.HIGHEST_PROTOCOL))
+
+
+class _Worker:
+    """One ingest worker process behind a pipe, driven by the pipeline thread itself: no
+    feeder or result threads in the gateway's process, which would compete with the MQTT
+    client and the store thread for the one interpreter lock."""
+
+    def __init__(self, context):
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(target=_worker_main, args=(child,), name="vistelse-ingest", daemon=True)
+        self.process.start()
+        child.close()
+        self.failed = False
+
+    def send(self, tasks):
+        self.conn.send_bytes(pickle.dumps(tasks, pickle.HIGHEST_PROTOCOL))
+
+    def receive(self, timeout):
+        if not self.conn.poll(timeout):
+            raise TimeoutError("no result from the ingest worker in %d s" % timeout)
+        return pickle.loads(self.conn.recv_bytes())
+
+    def stop(self):
+        self.failed = True
+        self.conn.close()
+        self.process.terminate()
+        self.process.join(5)
 
 
 def content_hash(interval, interval_s):
@@ -123,7 +183,8 @@ class Pipeline:
     def _start_pool(self):
         if self.workers:
             # spawn, not fork: the process has threads (paho, web) by now
-            self.pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+            self._context = multiprocessing.get_context("spawn")
+            self.pool = [_Worker(self._context) for _ in range(self.workers)]
 
     # -- feeding ------------------------------------------------------------
     def submit(self, kind, where, body, content_type="", ack=None, received=None):
@@ -153,7 +214,8 @@ class Pipeline:
         if self._thread:
             self._thread.join(timeout)
         if self.pool is not None:
-            self.pool.terminate()
+            for worker in self.pool:
+                worker.stop()
             self.pool = None
 
     def _collect(self, block):
@@ -171,21 +233,46 @@ class Pipeline:
         return items
 
     def _submit(self, items):
-        """Hand a batch to the worker pool; -> AsyncResult (or None: prepare inline)."""
+        """Hand a batch to the worker processes, a share each -> [(worker, first, end)]
+        (None: prepare inline)."""
         if self.pool is None or not items:
             return None
-        return self.pool.apply_async(prepare_many, ([(i.kind, i.where, i.body, i.content_type) for i in items],))
+        n = len(self.pool)
+        share = -(-len(items) // n)
+        pending = []
+        for k in range(0, len(items), share):
+            worker = self.pool[k // share]
+            try:
+                worker.send([(i.kind, i.where, i.body, i.content_type) for i in items[k:k + share]])
+            except (OSError, ValueError):
+                log.exception("ingest worker unreachable; preparing its share in the pipeline")
+                self._replace(worker)
+                continue
+            pending.append((worker, k, min(k + share, len(items))))
+        return pending
+
+    def _replace(self, worker):
+        """A worker that failed is stopped and started afresh; what was sent to it is prepared inline."""
+        if worker.failed:
+            return
+        worker.stop()
+        if self.pool is not None and worker in self.pool:
+            self.pool[self.pool.index(worker)] = _Worker(self._context)
 
     def _await(self, items, pending):
         if pending is None:
             return
-        try:
-            results = pending.get(60)
-        except Exception:
-            log.exception("ingest worker failed; preparing this batch in the pipeline")
-            return
-        for item, prepared in zip(items, results):
-            item.prepared = prepared
+        for worker, first, end in pending:
+            if worker.failed:
+                continue
+            try:
+                results = worker.receive(60)
+            except Exception:
+                log.exception("ingest worker failed; preparing its share in the pipeline")
+                self._replace(worker)
+                continue
+            for item, prepared in zip(items[first:end], results):
+                item.prepared = prepared
 
     def alive(self):
         return self._thread is not None and self._thread.is_alive()
@@ -257,22 +344,25 @@ class Pipeline:
                         callback(*receipt)
                     except Exception:
                         log.exception("sending a receipt failed")
-        m = self.metrics
+        # counted per batch, then added to the counters once per label set
+        tally = collections.Counter()
         for result in counts:
-            m.inc("vistelse_gateway_uplinks_total" if result["type"] == "uplink" else "vistelse_gateway_messages_total",
-                  outcome=result["outcome"])
+            tally["vistelse_gateway_uplinks_total" if result["type"] == "uplink" else "vistelse_gateway_messages_total",
+                  ("outcome", result["outcome"])] += 1
             if result["outcome"] == "rejected":
-                m.inc("vistelse_gateway_rejections_total", reason=result["reason"])
+                tally["vistelse_gateway_rejections_total", ("reason", result["reason"])] += 1
             if result.get("stored"):
-                m.inc("vistelse_gateway_intervals_stored_total", result["stored"])
+                tally["vistelse_gateway_intervals_stored_total", None] += result["stored"]
             if result.get("recovered"):
-                m.inc("vistelse_gateway_intervals_recovered_total", result["recovered"])
+                tally["vistelse_gateway_intervals_recovered_total", None] += result["recovered"]
             if result.get("receipt"):
-                m.inc("vistelse_gateway_receipts_sent_total")
+                tally["vistelse_gateway_receipts_sent_total", None] += 1
             if result.get("event"):
-                m.inc("vistelse_gateway_events_total", kind=result["event"])
+                tally["vistelse_gateway_events_total", ("kind", result["event"])] += 1
             for w in result.get("warnings", ()):
-                m.inc("vistelse_gateway_warnings_total", kind=w)
+                tally["vistelse_gateway_warnings_total", ("kind", w)] += 1
+        for (name, label), value in tally.items():
+            self.metrics.inc(name, value, **dict([label] if label else []))
         self.metrics.last_batch_at = time.time()
         return counts
 

@@ -53,88 +53,135 @@ class _NotPlain(Exception):
     pass
 
 
-def _plain_scalar(field, value):
+def _scalar_check(field):
+    """-> function(JSON value) -> the field's value, raising _NotPlain for anything but the
+    plain shape of this field's type (decided once per field, not once per value)."""
     cpp = field.cpp_type
     if cpp in _INT_RANGES:
         lo, hi = _INT_RANGES[cpp]
-        if type(value) is int and lo <= value <= hi:
-            return value
+
+        def check(value):
+            if type(value) is int and lo <= value <= hi:
+                return value
+            raise _NotPlain()
     elif cpp in (FD.CPPTYPE_FLOAT, FD.CPPTYPE_DOUBLE):
-        if type(value) in (int, float) and value == value and abs(value) < (
-                FLOAT_MAX if cpp == FD.CPPTYPE_FLOAT else float("inf")):
-            return float(value)
+        limit = FLOAT_MAX if cpp == FD.CPPTYPE_FLOAT else float("inf")
+
+        def check(value):
+            if type(value) in (int, float) and value == value and abs(value) < limit:
+                return float(value)
+            raise _NotPlain()
     elif cpp == FD.CPPTYPE_BOOL:
-        if type(value) is bool:
-            return value
-    elif cpp == FD.CPPTYPE_STRING:
-        if field.type == FD.TYPE_BYTES:
+        def check(value):
+            if type(value) is bool:
+                return value
+            raise _NotPlain()
+    elif cpp == FD.CPPTYPE_STRING and field.type == FD.TYPE_BYTES:
+        def check(value):
             if type(value) is str and _B64.match(value):
                 try:
                     return base64.b64decode(value, validate=True)
                 except (binascii.Error, ValueError):
                     pass
-        elif type(value) is str:
-            return value
+            raise _NotPlain()
+    elif cpp == FD.CPPTYPE_STRING:
+        def check(value):
+            if type(value) is str:
+                return value
+            raise _NotPlain()
     elif cpp == FD.CPPTYPE_ENUM:
-        if type(value) is str:
-            ev = field.enum_type.values_by_name.get(value)
-            if ev is not None:
-                return ev.number
-    raise _NotPlain()
+        numbers = {name: ev.number for name, ev in field.enum_type.values_by_name.items()}
+
+        def check(value):
+            if type(value) is str and value in numbers:
+                return numbers[value]
+            raise _NotPlain()
+    else:
+        def check(value):
+            raise _NotPlain()
+    return check
 
 
-_JSON_NAMES = {}
+# how each field of a message type is filled: by JSON name -> (name, how, oneof, check);
+# how: "scalar", "message", "repeated" (of messages), "map" (string keys, scalar values),
+# "timestamp", or "no" (a shape left to json_format)
+_PLANS = {}
+
+
+def _plan(desc):
+    plan = _PLANS.get(desc.full_name)
+    if plan is not None:
+        return plan
+    by_json = {}
+    for field in desc.fields:
+        check = None
+        mt = field.message_type
+        if mt is not None:
+            if mt.GetOptions().map_entry:
+                kf, vf = mt.fields_by_name["key"], mt.fields_by_name["value"]
+                how = "map" if kf.cpp_type == FD.CPPTYPE_STRING and vf.message_type is None else "no"
+                check = _scalar_check(vf) if how == "map" else None
+            elif field.is_repeated:
+                how = "repeated"
+            elif mt.full_name == "google.protobuf.Timestamp":
+                how = "timestamp"
+            elif mt.full_name.startswith("google.protobuf."):
+                how = "no"
+            else:
+                how = "message"
+        elif field.is_repeated:
+            how = "no"
+        else:
+            how, check = "scalar", _scalar_check(field)
+        oneof = field.containing_oneof.name if field.containing_oneof is not None else None
+        by_json[field.json_name] = (field.name, how, oneof, check)
+    plan = _PLANS[desc.full_name] = (by_json, frozenset(desc.fields_by_name))
+    return plan
 
 
 def _fill(msg, doc):
     if type(doc) is not dict:
         raise _NotPlain()
-    desc = msg.DESCRIPTOR
-    by_json = _JSON_NAMES.get(desc.full_name)
-    if by_json is None:
-        by_json = _JSON_NAMES[desc.full_name] = {f.json_name: f for f in desc.fields}
+    by_json, proto_names = _plan(msg.DESCRIPTOR)
     oneofs = set()
     for key, value in doc.items():
-        field = by_json.get(key)
-        if field is None:
-            if key in desc.fields_by_name:
+        entry = by_json.get(key)
+        if entry is None:
+            if key in proto_names:
                 raise _NotPlain()           # a proto name: json_format's rules for mixed names apply
             continue                        # unknown: ignored, as with ignore_unknown_fields=True
         if value is None:
             raise _NotPlain()
-        if field.containing_oneof is not None:
-            if field.containing_oneof.name in oneofs:
+        name, how, oneof, check = entry
+        if oneof is not None:
+            if oneof in oneofs:
                 raise _NotPlain()
-            oneofs.add(field.containing_oneof.name)
-        if field.message_type is not None:
-            if field.message_type.GetOptions().map_entry:
-                kf, vf = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
-                if type(value) is not dict or kf.cpp_type != FD.CPPTYPE_STRING or vf.message_type is not None:
-                    raise _NotPlain()
-                target = getattr(msg, field.name)
-                for k, v in value.items():
-                    target[k] = _plain_scalar(vf, v)
-            elif field.is_repeated:
-                if type(value) is not list:
-                    raise _NotPlain()
-                target = getattr(msg, field.name)
-                for item in value:
-                    _fill(target.add(), item)
-            elif field.message_type.full_name == "google.protobuf.Timestamp":
-                if type(value) is not str:
-                    raise _NotPlain()
-                try:
-                    getattr(msg, field.name).FromJsonString(value)
-                except ValueError:
-                    raise _NotPlain() from None
-            elif field.message_type.full_name.startswith("google.protobuf."):
+            oneofs.add(oneof)
+        if how == "scalar":
+            setattr(msg, name, check(value))
+        elif how == "message":
+            _fill(getattr(msg, name), value)
+        elif how == "repeated":
+            if type(value) is not list:
                 raise _NotPlain()
-            else:
-                _fill(getattr(msg, field.name), value)
-        elif field.is_repeated:
-            raise _NotPlain()
+            target = getattr(msg, name)
+            for item in value:
+                _fill(target.add(), item)
+        elif how == "map":
+            if type(value) is not dict:
+                raise _NotPlain()
+            target = getattr(msg, name)
+            for k, v in value.items():
+                target[k] = check(v)
+        elif how == "timestamp":
+            if type(value) is not str:
+                raise _NotPlain()
+            try:
+                getattr(msg, name).FromJsonString(value)
+            except ValueError:
+                raise _NotPlain() from None
         else:
-            setattr(msg, field.name, _plain_scalar(field, value))
+            raise _NotPlain()
 
 
 def fill_plain(cls, doc):

@@ -67,19 +67,54 @@ CREATE TABLE IF NOT EXISTS access_log (
 # (version, what it changes, script). A database is brought up to date when it is
 # opened: one embedded instance, so upgrading is replacing the code and restarting.
 MIGRATIONS = [(1, "initial schema", SCHEMA)]
+_STATE_JSON = json.JSONEncoder(separators=(",", ":")).encode     # json.dumps would build an encoder per call
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _hex = hex_eui
+
+
+SQL_RAW = ("INSERT INTO uplinks (id, received_at, source, topic, dev_eui, f_cnt, f_port, dedup_id, payload, body,"
+           " outcome, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+SQL_REPORT = ("INSERT INTO reports (dev_eui, seq, seq16, span, interval_s, start_at, end_at, time_estimated, received_at,"
+              " uplink_id, f_cnt, content_hash, config_version, data, stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+SQL_EVENT = "INSERT INTO events (at, dev_eui, kind, source, body) VALUES (?,?,?,?,?)"
+SQL_QUARANTINE = "INSERT INTO quarantine (at, source, topic, dev_eui, reason, detail, uplink_id, body) VALUES (?,?,?,?,?,?,?,?)"
+
+
+_MULTI = {}
+
+
+def _insert_rows(db, sql, rows):
+    """Rows as multi-row INSERTs (VALUES (...),(...),...): one statement step per chunk, not
+    one per row. Each step releases the interpreter lock, which the MQTT client's thread
+    then takes: per row, that is a hand-over and back for every row of a batch."""
+    head, _, group = sql.rpartition(" VALUES ")
+    width = len(rows[0])
+    per = max(1, min(256, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        text = _MULTI.get((sql, len(chunk)))
+        if text is None:
+            text = _MULTI[sql, len(chunk)] = "%s VALUES %s" % (head, ",".join([group] * len(chunk)))
+        db.execute(text, [value for row in chunk for value in row])
 
 
 class _SqliteBatch(Batch):
     """One ingest transaction. The registry and device-state caches live in the
     store: the pipeline is the only writer of device_state, and any registry
-    change bumps meta.registry_generation, which each batch checks once."""
+    change bumps meta.registry_generation, which each batch checks once.
+
+    Rows are collected and written together (one executemany per table) when the
+    batch is flushed, or before a read of the reports table, so reads see this
+    batch's own rows. Raw uplink ids are assigned here (max(id) + 1 onwards, what
+    SQLite would assign): the transaction is the only writer (BEGIN IMMEDIATE)."""
 
     def __init__(self, db, store=None):
         self.db = db
         self.store = store
         self.dirty = {}
+        self.rows = {SQL_RAW: [], SQL_REPORT: [], SQL_EVENT: [], SQL_QUARANTINE: []}
+        self.next_uplink_id = None
+        self.pending = {}       # devices named in lock_devices -> [(downlink id, config_version)] pending
         if store is not None:
             gen = db.execute("SELECT value FROM meta WHERE key='registry_generation'").fetchone()
             gen = gen[0] if gen else "0"
@@ -115,6 +150,18 @@ class _SqliteBatch(Batch):
             keys[eui] = key
         return key
 
+    def lock_devices(self, dev_euis):
+        # BEGIN IMMEDIATE already holds the only write lock; read the devices' pending downlinks at once
+        todo = sorted({_hex(e) for e in dev_euis} - set(self.pending))
+        for i in range(0, len(todo), 500):
+            chunk = todo[i:i + 500]
+            for eui in chunk:
+                self.pending[eui] = []
+            for dl_id, eui, version in self.db.execute(
+                    "SELECT id, dev_eui, config_version FROM downlinks WHERE status='pending' AND dev_eui IN (%s)"
+                    " ORDER BY id" % ",".join("?" * len(chunk)), chunk):
+                self.pending[eui].append((dl_id, version))
+
     def device_state(self, dev_eui):
         eui = _hex(dev_eui)
         if eui in self.dirty:
@@ -132,10 +179,17 @@ class _SqliteBatch(Batch):
     def put_device_state(self, dev_eui, state):
         self.dirty[_hex(dev_eui)] = state
 
+    def send_rows(self):
+        for sql, rows in self.rows.items():
+            if rows:
+                _insert_rows(self.db, sql, rows)
+                rows.clear()
+
     def flush(self):
-        for eui, state in self.dirty.items():
-            self.db.execute("INSERT OR REPLACE INTO device_state (dev_eui, state) VALUES (?, ?)",
-                            (eui, json.dumps(state, separators=(",", ":"))))
+        self.send_rows()
+        if self.dirty:
+            _insert_rows(self.db, "INSERT OR REPLACE INTO device_state (dev_eui, state) VALUES (?,?)",
+                         [(eui, _STATE_JSON(state)) for eui, state in self.dirty.items()])
         if self.store is not None:
             self.store._states.update(self.dirty)
         self.dirty = {}
@@ -144,6 +198,7 @@ class _SqliteBatch(Batch):
         if not seqs:
             return {}
         lo, hi = min(seqs), max(seqs)
+        self.send_rows()
         rows = self.db.execute("SELECT seq, content_hash, f_cnt FROM reports WHERE dev_eui=? AND seq BETWEEN ? AND ?",
                                (_hex(dev_eui), lo, hi)).fetchall()
         wanted = set(seqs)
@@ -156,45 +211,49 @@ class _SqliteBatch(Batch):
         else:
             sql = ("SELECT seq, span, interval_s, end_at FROM reports WHERE dev_eui=? AND seq>? AND time_estimated=0 "
                    "ORDER BY seq ASC LIMIT 1")
+        self.send_rows()
         row = self.db.execute(sql, (_hex(dev_eui), seq)).fetchone()
         return tuple(row) if row else None
 
     def add_raw(self, r):
-        cur = self.db.execute(
-            "INSERT INTO uplinks (received_at, source, topic, dev_eui, f_cnt, f_port, dedup_id, payload, body, outcome, reason)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (r["received_at"], r["source"], r.get("topic"), r.get("dev_eui"), r.get("f_cnt"), r.get("f_port"),
+        if self.next_uplink_id is None:
+            self.next_uplink_id = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM uplinks").fetchone()[0]
+        uid = self.next_uplink_id
+        self.next_uplink_id += 1
+        self.rows[SQL_RAW].append(
+            (uid, r["received_at"], r["source"], r.get("topic"), r.get("dev_eui"), r.get("f_cnt"), r.get("f_port"),
              r.get("dedup_id"), r.get("payload"), r.get("body"), r["outcome"], r.get("reason")))
-        return cur.lastrowid
+        return uid
 
     def add_report(self, r):
-        self.db.execute(
-            "INSERT INTO reports (dev_eui, seq, seq16, span, interval_s, start_at, end_at, time_estimated, received_at,"
-            " uplink_id, f_cnt, content_hash, config_version, data, stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        self.rows[SQL_REPORT].append(
             (r["dev_eui"], r["seq"], r["seq16"], r["span"], r["interval_s"], r["start_at"], r["end_at"],
              int(r["time_estimated"]), r["received_at"], r.get("uplink_id"), r.get("f_cnt"), r["content_hash"],
              r.get("config_version"), r.get("data_json") or json.dumps(r["data"], separators=(",", ":")), time.time()))
 
     def add_event(self, r):
-        self.db.execute("INSERT INTO events (at, dev_eui, kind, source, body) VALUES (?,?,?,?,?)",
-                        (r["at"], r.get("dev_eui"), r["kind"], r.get("source"), json.dumps(r.get("body") or {})))
+        self.rows[SQL_EVENT].append((r["at"], r.get("dev_eui"), r["kind"], r.get("source"),
+                                     json.dumps(r.get("body") or {})))
 
     def add_quarantine(self, r):
-        self.db.execute(
-            "INSERT INTO quarantine (at, source, topic, dev_eui, reason, detail, uplink_id, body) VALUES (?,?,?,?,?,?,?,?)",
+        self.rows[SQL_QUARANTINE].append(
             (r["at"], r.get("source"), r.get("topic"), r.get("dev_eui"), r["reason"], r.get("detail", "")[:1000],
              r.get("uplink_id"), r.get("body")))
 
     def settle_downlinks(self, dev_eui, config_version, rejected, at):
         eui = _hex(dev_eui)
         changes = []
-        rows = self.db.execute("SELECT id, config_version FROM downlinks WHERE dev_eui=? AND status='pending'",
-                               (eui,)).fetchall()
-        for dl_id, version in rows:
+        if eui not in self.pending:
+            self.lock_devices([eui])
+        keep = []
+        for dl_id, version in self.pending[eui]:
             status = downlink_outcome(version, config_version, rejected)
             if status:
                 self.db.execute("UPDATE downlinks SET status=?, resolved_at=? WHERE id=?", (status, at, dl_id))
                 changes.append((dl_id, version, status))
+            else:
+                keep.append((dl_id, version))
+        self.pending[eui] = keep
         return changes
 
 
