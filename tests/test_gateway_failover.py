@@ -107,13 +107,13 @@ token = "%s"
             return False
 
 
-def wait_for(predicate, timeout, what):
+def wait_for(predicate, timeout, what, progress=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
+    raise AssertionError("timed out waiting for " + what + (" (%s)" % progress() if progress else ""))
 
 
 def test_three_instances_kill_9_and_stop_lose_and_duplicate_nothing(broker, postgres_server, tmp_path):
@@ -149,7 +149,10 @@ def test_three_instances_kill_9_and_stop_lose_and_duplicate_nothing(broker, post
         kills = []
 
         def chaos():
-            # kill -9 `a` at random moments, restart it; stop `c` for good halfway through
+            # kill -9 `a` at random moments while it runs, restart it; stop `c` for good halfway through.
+            # The next kill waits until `a` serves again: on a loaded machine a restart takes longer than
+            # the random pause, and kills during start-up only would leave the shared group's messages
+            # queued for a session that never gets to take them (a machine that dies at every boot).
             c_stopped = False
             while stored() < len(messages):
                 time.sleep(rnd.uniform(0.5, 3.0))
@@ -157,6 +160,7 @@ def test_three_instances_kill_9_and_stop_lose_and_duplicate_nothing(broker, post
                 kills.append(time.time())
                 time.sleep(rnd.uniform(0.1, 1.0))
                 insts["a"].start()
+                wait_for(lambda: insts["a"].ready(), 120, "instance a serving after its restart")
                 if not c_stopped and stored() >= len(messages) // 2:
                     assert insts["c"].stop() == 0
                     c_stopped = True
@@ -172,7 +176,9 @@ def test_three_instances_kill_9_and_stop_lose_and_duplicate_nothing(broker, post
         pub.disconnect()
         pub.loop_stop()
 
-        wait_for(lambda: stored() >= len(messages), 600, "every uplink stored")
+        wait_for(lambda: stored() >= len(messages), 600, "every uplink stored",
+                 lambda: "%d of %d stored, instances up: %s" % (stored(), len(messages),
+                                                                 [n for n, i in insts.items() if i.proc.poll() is None]))
         chaos_thread.join(60)
         assert not chaos_thread.is_alive() and len(kills) >= 2
         wait_for(lambda: insts["a"].ready(), 30, "instance a back")
