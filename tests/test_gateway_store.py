@@ -30,12 +30,14 @@ def ingest(store, items):
     return [i.result for i in items]
 
 
-def test_outbox_hands_out_reports_in_commit_order_and_settles_them(stores):
+def test_outbox_hands_out_reports_in_order_per_device_and_settles_them(stores):
     store = stores.open()
     register(store, EUIS[:2])
     ingest(store, [uplink(EUIS[k % 2], k // 2) for k in range(6)])
     items = store.outbox_fetch("web", 100)
-    assert [(i["dev_eui"], i["seq"]) for i in items] == [(EUIS[k % 2].hex(), k // 2) for k in range(6)]
+    assert sorted((i["dev_eui"], i["seq"]) for i in items) == sorted((EUIS[k % 2].hex(), k // 2) for k in range(6))
+    for eui in EUIS[:2]:
+        assert [i["seq"] for i in items if i["dev_eui"] == eui.hex()] == [0, 1, 2]
     assert items[0]["data"]["zones"][0]["visits"] == 0 and items[0]["device_meta"] == {}
     store.outbox_done("web", items[:2])
     store.outbox_dead("web", items[2], "refused")
@@ -50,6 +52,52 @@ def test_outbox_hands_out_reports_in_commit_order_and_settles_them(stores):
     assert [i["seq"] for i in store.outbox_fetch("web", 100)] == [10]
     st = store.outbox_stats(["web", "archive"], time.time())
     assert st["web"]["depth"] == 1 and st["archive"]["depth"] == 7 and st["web"]["age_s"] >= 0
+
+
+def drain(store, sink, **kw):
+    items = store.outbox_fetch(sink, 100, **kw)
+    store.outbox_done(sink, items)
+    return [(i["seq"], i["waited"], i["given_up"], i["late"]) for i in items]
+
+
+def test_a_gap_holds_the_devices_later_reports_until_it_is_filled(stores):
+    store = stores.open()
+    register(store, EUIS[:2])
+    hold = 26 * 3600
+    ingest(store, [uplink(EUIS[0], s) for s in (0, 1, 3, 4)] + [uplink(EUIS[1], 0)])
+    got = store.outbox_fetch("web", 100, hold_s=hold)
+    assert sorted((i["dev_eui"][-1], i["seq"]) for i in got) == [("1", 0), ("1", 1), ("2", 0)]
+    store.outbox_done("web", got)
+    assert drain(store, "web", hold_s=hold) == []            # 3 and 4 wait for 2
+    assert store.outbox_stats(["web"], time.time())["web"]["depth"] == 2
+    assert sorted(s for s, *_ in drain(store, "archive")) == [0, 0, 1, 3, 4]   # another sink, no hold: at once
+    ingest(store, [uplink(EUIS[0], 2)])                       # the receipt brought it back
+    assert drain(store, "web", hold_s=hold) == [(2, False, 0, False), (3, True, 0, False), (4, True, 0, False)]
+
+
+def test_a_gap_is_given_up_after_the_hold_and_a_later_arrival_still_goes(stores):
+    store = stores.open()
+    register(store, EUIS[:1])
+    hold = 3600
+    ingest(store, [uplink(EUIS[0], s) for s in (0, 3, 4)])
+    now = time.time()
+    assert drain(store, "web", hold_s=hold, now=now) == [(0, False, 0, False)]
+    assert drain(store, "web", hold_s=hold, now=now + hold - 60) == []
+    # the hold passed: 1 and 2 are given up, 3 and 4 go
+    assert drain(store, "web", hold_s=hold, now=now + hold + 1) == [(3, True, 2, False), (4, False, 0, False)]
+    ingest(store, [uplink(EUIS[0], 5), uplink(EUIS[0], 1)])  # 1 arrives after all: late, not withheld
+    assert drain(store, "web", hold_s=hold) == [(1, False, 0, True), (5, False, 0, False)]
+
+
+def test_order_holds_across_the_sequence_number_wrap(stores):
+    store = stores.open()
+    register(store, EUIS[:1])
+    hold = 3600
+    # a node that ran before: 65534, then 0 (the 16-bit seq wrapped: 65536) before 65535
+    ingest(store, [uplink(EUIS[0], 65534, 1), uplink(EUIS[0], 0, 3)])
+    assert drain(store, "web", hold_s=hold) == [(65534, False, 0, False)]
+    ingest(store, [uplink(EUIS[0], 65535, 2)])
+    assert [s for s, *_ in drain(store, "web", hold_s=hold)] == [65535, 65536]
 
 
 def test_sink_state_round_trip(stores):
@@ -94,7 +142,7 @@ def test_an_unmigrated_postgres_database_is_refused_until_migrate(postgres_serve
     with pytest.raises(StoreError, match="vistelse gateway migrate"):
         open_store({"url": url})
     store = open_store({"url": url}, migrate=True)
-    assert store.schema_version() == (1, 1)
+    assert store.schema_version() == (2, 2)
     store.close()
     open_store({"url": url}).close()
 
