@@ -41,6 +41,7 @@ from . import REPO_ROOT, deploy, simulate
 from .micropython import run_micropython
 
 EMULATORS = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "emulators")
+SCENE = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "board_scene.py")
 DEV = "70b3d57ed0000099"
 
 SETUP = r"""
@@ -73,34 +74,10 @@ FRAME_MS = %(frame_ms)d
 QUIET_MS = %(quiet_ms)d        # a turn in quiet hours: one empty frame
 
 
-class DaySensor:
-    # the recorded scene in busy windows, else the sensor's empty frame once a second
-    name = KIND
-
-    def __init__(self):
-        self.replay = None
-        self.window = None
-        self.last_empty = -1000
-
-    def read_frame(self):
-        t = clock.elapsed_ms
-        for w in BUSY:
-            if w[0] <= t < w[1]:
-                if self.window is not w:
-                    self.window = w
-                    self.replay = ReplaySensor(open('/flash/scene.rec.jsonl'), clock, loop=True)
-                return self.replay.read_frame()
-        self.window = self.replay = None
-        if t - self.last_empty >= QUIET_MS:
-            self.last_empty = t
-            return EMPTY
-        return None
-
-    def reinit(self):
-        pass
+from board_scene import DaySensor
 
 
-node = Node(nf, DaySensor(), m, clock, flashfs.FlashFS('/flash/state'), reset_cause='power_on')
+node = Node(nf, DaySensor(KIND, clock, BUSY, EMPTY, QUIET_MS, '/flash/scene.rec.jsonl'), m, clock, flashfs.FlashFS('/flash/state'), reset_cause='power_on')
 import binascii
 from vistelse_mcodec import compute_tag
 RECEIPT_EVERY_MS = 4 * 3600000     # the gateway's default [receipts] every_h
@@ -132,10 +109,7 @@ turns = 0
 """
 
 STEP = r"""
-busy = False
-for w in BUSY:
-    if w[0] <= clock.elapsed_ms < w[1]:
-        busy = True
+busy = node.sensor.window_at(clock.elapsed_ms) is not None
 live = gc.mem_alloc()
 if live > live_peak:
     live_peak = live
@@ -229,6 +203,7 @@ def measure(sensor, board, hours=24.0, outage_h=12.0, chunk=1, interval_s=300, b
                   "frame_ms": 100 if sensor == "ld2450" else 67, "quiet_ms": quiet_ms}
         out = run_micropython(SETUP % params, step=STEP % {"chunk": chunk}, repeat=10 ** 7, timeout=timeout,
                               files=[(h, b) for h, b in files] + [(EMULATORS, "/flash/lib/emulators"),
+                                                                    (SCENE, "/flash/lib/board_scene.py"),
                                                                     (rec, "/flash/scene.rec.jsonl"),
                                                                     (node_json, "/flash/node.json")])
         figures = json.loads(out.strip().splitlines()[-1])

@@ -7,7 +7,9 @@ lower sequence number of its device has gone to that sink or has been given
 up: missing for `hold_s` seconds since the gap became visible (the earliest
 stored interval above it). The default bound is the receipts' give-up time,
 past the node's retention (firmware/vistelse_node/queue.py: 24 hours or
-16 KB); `[receipts] hold_back_h` sets it, 0 forwards at once.
+16 KB); `[receipts] hold_back_h` sets it. With no hold (0, or receipts
+off: nothing missing comes back) reports go at once, in the order they
+were stored.
 
 Per (sink, device) the backends keep `mark`: the extended sequence number
 after the last interval that went to the sink (None: nothing yet). Sequence
@@ -60,7 +62,13 @@ def release(mark, pending, now, hold_s):
 
 def release_all(marks, rows, now, hold_s, limit):
     """`rows`: waiting items of several devices, sorted by (dev_eui, seq); `marks`:
-    {dev_eui: mark}. -> the items that go now, at most `limit`, each device's in order."""
+    {dev_eui: mark}. -> the items that go now, at most `limit`, each device's in
+    sequence order; with no hold (hold_s 0) all of them, in the order they were stored."""
+    if hold_s <= 0:
+        out = sorted(rows, key=lambda r: r["id"])[:limit]
+        for item in out:
+            item["waited"], item["given_up"], item["late"] = False, 0, False
+        return out
     by_device = {}
     for r in rows:
         by_device.setdefault(r["dev_eui"], []).append(r)
