@@ -220,6 +220,39 @@ def test_outbox_claims_keep_per_device_order_across_instances(postgres_server):
     b.close()
 
 
+def test_instances_keep_sequence_order_while_a_gap_holds_a_device_back(postgres_server):
+    """Receipts on (a hold): an interval stored late, by another instance, still goes to
+    the sink before the device's later ones, whichever instance's worker sends them."""
+    url = postgres_server.create_database()
+    a, b = open_store({"url": url}, migrate=True), open_store({"url": url})
+    register(a, EUIS[:3])
+    hold = 26 * 3600
+    a.outbox_fetch("web", 1, hold_s=hold)
+    ingest(a, [uplink(EUIS[k % 3], k // 3) for k in range(30) if (k % 3, k // 3) != (1, 3)])
+    delivered = []
+    for store in (a, b, a, b):
+        got = store.outbox_fetch("web", 4, hold_s=hold)
+        delivered += got
+        store.outbox_done("web", got)
+    assert not [i for i in delivered if i["dev_eui"] == EUIS[1].hex() and i["seq"] > 3]   # held behind 3
+    ingest(b, [uplink(EUIS[1], 3, 40)])                    # the re-send, through the other instance
+    while True:
+        store, got = b, b.outbox_fetch("web", 3, hold_s=hold)
+        if not got:
+            store, got = a, a.outbox_fetch("web", 3, hold_s=hold)
+        if not got:
+            break
+        delivered += got
+        store.outbox_done("web", got)
+    per_device = {}
+    for item in delivered:
+        per_device.setdefault(item["dev_eui"], []).append(item["seq"])
+    assert all(seqs == list(range(10)) for seqs in per_device.values()), per_device
+    assert sum(i["waited"] for i in delivered) == 6                              # 4..9 of the second device
+    a.close()
+    b.close()
+
+
 def test_a_dead_instance_releases_its_claims(postgres_server):
     url = postgres_server.create_database()
     a, b = open_store({"url": url}, migrate=True), open_store({"url": url})

@@ -1,18 +1,25 @@
 """Receipts end to end: a node on a lossy radio, the gateway, real MQTT.
 
     python -m vistelse_tools.receipt_rig --days 3 --loss 0.1 --outage-h 6 --dr 5
+    python -m vistelse_tools.receipt_rig --micropython     # the node under MicroPython
     python -m vistelse_tools.receipt_rig --table        # the figures of docs/performance.md
 
-The node firmware (virtual_node.VirtualNode: pipeline, queue, send policy,
-modem driver and emulator) runs on simulated time at 5-minute intervals.
-Its modem emulator's network loses `loss` of the uplinks at random and
+The node firmware (pipeline, queue, send policy, modem driver and the
+RAK3172 emulator) runs on simulated time at 5-minute intervals: under
+CPython in this process (virtual_node.VirtualNode, a recorded scene looping
+all day), or with --micropython as deployed, compiled to .mpy, under the
+official MicroPython WebAssembly build (micropython_node.MicroPythonNode: a
+short scene at the start of every interval, empty frames between). Its
+modem emulator's network loses `loss` of the uplinks at random and
 everything during an outage of the network server (`outage_h` hours from
 `outage_at_h`), while the modem reports success. What arrives is
 published as ChirpStack v4 events (netserver.py, the stand-in) on an MQTT
 broker (mosquitto if installed); the real gateway service ingests them,
-stores them in SQLite, forwards them to a webhook sink, and sends receipts
-back through the same broker as ChirpStack downlink commands, which the
-stand-in hands to the node in the receive windows after its next uplink.
+stores them in SQLite, forwards them to a webhook sink (per device in
+sequence order, a gap holding later ones back), and sends receipts back
+through the same broker as ChirpStack downlink commands, which the
+stand-in hands to the node in the RX1 window of its uplink, as ChirpStack
+reads its device queue between an uplink and RX1.
 
 The rig waits, after each uplink, until the gateway has committed it and
 any receipt is queued at the stand-in, so simulated time can run as fast
@@ -260,20 +267,23 @@ def main(argv=None):
                    help="run the node as deployed under MicroPython WebAssembly (slower) instead of CPython")
     p.add_argument("--table", action="store_true", help="1/10/30 %% loss at DR5 and DR3 (a markdown table)")
     args = p.parse_args(argv)
+    runtime = "micropython" if args.micropython else "cpython"
     if not args.table:
-        print(json.dumps(run(args.days, args.loss, args.outage_h, dr=args.dr, seed=args.seed,
-                             runtime="micropython" if args.micropython else "cpython"), indent=1))
+        print(json.dumps(run(args.days, args.loss, args.outage_h, dr=args.dr, seed=args.seed, runtime=runtime),
+                         indent=1))
         return 0
     print("| DR | loss | intervals | not stored at the end: lost / still in the node's queue | stored twice | recovered | receipts/day (max in 24 h) "
-          "| extra airtime/day | airtime, worst 24 h | flash held (max) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| extra airtime/day | airtime, worst 24 h | flash held (max) | sink: each once, in order (reports that waited) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for dr in (5, 3):
         for loss in (0.01, 0.1, 0.3):
-            f = run(args.days, loss, args.outage_h, dr=dr, seed=args.seed)
-            print("| DR%d | %d %% | %d | %d / %d | %d | %d | %.1f (%d) | %.1f s | %.1f s | %d B |" % (
+            f = run(args.days, loss, args.outage_h, dr=dr, seed=args.seed, runtime=runtime)
+            ok = f["sink_items"] == f["sink_unique"] and f["sink_in_order"] and not f["sink_missing_due"]
+            print("| DR%d | %d %% | %d | %d / %d | %d | %d | %.1f (%d) | %.1f s | %.1f s | %d B | %s (%d) |" % (
                 dr, round(loss * 100), f["judged"], f["lost"], f["still_queued"], f["stored_twice"], f["recovered"],
                 f["downlinks_per_day"], f["downlinks_max_24h"], f["extra_airtime_s_per_day"],
-                f["airtime_max_24h_s"], f["flash_bytes_held_max"]), flush=True)
+                f["airtime_max_24h_s"], f["flash_bytes_held_max"], "yes" if ok else "NO", f["sink_held_back"]),
+                flush=True)
     return 0
 
 

@@ -12,10 +12,15 @@ off: nothing missing comes back) reports go at once, in the order they
 were stored.
 
 Per (sink, device) the backends keep `mark`: the extended sequence number
-after the last interval that went to the sink (None: nothing yet). Sequence
+after the last interval that went to the sink (None: nothing yet), and
+`newest`: the latest store time of what went (for the `waited` count). Sequence
 numbers are the store's extended ones, so the node's 16-bit wrap does not
 reorder anything. An interval that arrives below the mark (after its gap
 was given up) still goes to the sink, late: nothing stored is withheld.
+
+The backends read at most a batch's worth of a device's waiting reports
+(the lowest sequence numbers); the time a gap became visible is then taken
+from those, which can only make it later: a longer hold, never a wrong order.
 
 Each item handed out is annotated for the outbox worker's counters:
 `waited` (it sat behind a missing lower interval), `given_up` (missing
@@ -25,9 +30,10 @@ given up, so it reaches the sink after later ones).
 from ..receipts import WINDOW, first_expected
 
 
-def release(mark, pending, now, hold_s):
-    """`pending`: one device's waiting items (seq, span, stored_at), sorted by seq.
-    -> (the items that may go now, in order; the mark after them)."""
+def release(mark, pending, now, hold_s, newest=None):
+    """`pending`: one device's waiting items (seq, span, stored_at), sorted by seq;
+    `newest`: the latest store time of what went before. -> (the items that may go
+    now, in order; the mark after them)."""
     if not pending:
         return [], mark
     if mark is None:
@@ -40,7 +46,7 @@ def release(mark, pending, now, hold_s):
         earliest = t if earliest is None or t < earliest else earliest
         since[i] = earliest
     out = []
-    newest_before = None         # latest store time of what goes before this item
+    newest_before = newest       # latest store time of what goes before this item
     for i, item in enumerate(pending):
         seq, end = item["seq"], item["seq"] + item["span"]
         item["waited"], item["given_up"], item["late"] = False, 0, False
@@ -62,7 +68,7 @@ def release(mark, pending, now, hold_s):
 
 def release_all(marks, rows, now, hold_s, limit):
     """`rows`: waiting items of several devices, sorted by (dev_eui, seq); `marks`:
-    {dev_eui: mark}. -> the items that go now, at most `limit`, each device's in
+    {dev_eui: (mark, newest)}. -> the items that go now, at most `limit`, each device's in
     sequence order; with no hold (hold_s 0) all of them, in the order they were stored."""
     if hold_s <= 0:
         out = sorted(rows, key=lambda r: r["id"])[:limit]
@@ -76,19 +82,20 @@ def release_all(marks, rows, now, hold_s, limit):
     for eui, pending in by_device.items():
         if len(out) >= limit:
             break
-        going, _ = release(marks.get(eui), pending, now, hold_s)
+        mark, newest = marks.get(eui) or (None, None)
+        going, _ = release(mark, pending, now, hold_s, newest)
         out.extend(going[:limit - len(out)])
     return out
 
 
 def marks_after(items):
-    """{dev_eui: mark} once `items` went to the sink: a device's items go in
-    sequence order and what was given up lies below them."""
+    """{dev_eui: (mark, newest)} once `items` went to the sink: a device's items go
+    in sequence order and what was given up lies below them."""
     marks = {}
     for item in items:
-        end = item["seq"] + item["span"]
-        if end > marks.get(item["dev_eui"], -1):
-            marks[item["dev_eui"]] = end
+        end, newest = marks.get(item["dev_eui"], (-1, 0.0))
+        marks[item["dev_eui"]] = (max(end, item["seq"] + item["span"]),
+                                  newest if item.get("late") else max(newest, item["stored_at"]))
     return marks
 
 

@@ -97,7 +97,7 @@ INSERT INTO meta VALUES ('registry_generation', '0');
 # one transaction; the version is recorded in schema_migrations.
 MIGRATIONS = [(1, "initial schema", SCHEMA_1),
               # each (sink, device) claim row keeps the device's mark (store/order.py)
-              (2, "per-device order towards the sinks", "ALTER TABLE outbox_claim ADD COLUMN next_seq bigint;")]
+              (2, "per-device order towards the sinks", "ALTER TABLE outbox_claim ADD COLUMN next_seq bigint, ADD COLUMN newest_at double precision;")]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 ID_BLOCK = 256
 
@@ -456,19 +456,27 @@ class PostgresStore(SqlReadModels, SqlWrites, Store):
         self._register_sink(conn, sink)
         conn.execute("BEGIN")
         try:
-            claims = {r["dev_eui"]: r["next_seq"] for r in conn.execute(
-                "SELECT c.dev_eui, c.next_seq FROM outbox_claim c WHERE c.sink=%(s)s AND EXISTS"
-                " (SELECT 1 FROM outbox o JOIN reports r ON r.id = o.report_id"
-                "  WHERE o.sink=%(s)s AND o.dev_eui=c.dev_eui AND (" + order.eligible("%(cut)s", "c.next_seq") + "))"
+            # with a hold, only devices whose oldest waiting report may go (order.eligible)
+            held = (" JOIN reports r ON r.id = o.report_id WHERE (" + order.eligible("%(cut)s", "c.next_seq")
+                    + ") AND") if hold_s > 0 else " WHERE"
+            claims = {r["dev_eui"]: (r["next_seq"], r["newest_at"]) for r in conn.execute(
+                "SELECT c.dev_eui, c.next_seq, c.newest_at FROM outbox_claim c WHERE c.sink=%(s)s AND EXISTS"
+                " (SELECT 1 FROM outbox o" + held + " o.sink=%(s)s AND o.dev_eui=c.dev_eui)"
                 " ORDER BY (SELECT min(o.report_id) FROM outbox o WHERE o.sink=%(s)s AND o.dev_eui=c.dev_eui)"
                 " LIMIT %(n)s FOR UPDATE SKIP LOCKED", {"s": sink, "n": limit, "cut": now - hold_s})}
             rows = []
             if claims:
-                rows = conn.execute(
-                    "SELECT r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta FROM outbox o"
-                    " JOIN reports r ON r.id = o.report_id LEFT JOIN devices d ON d.dev_eui = r.dev_eui"
-                    " WHERE o.sink=%s AND o.dev_eui = ANY(%s) ORDER BY r.dev_eui, r.seq",
-                    (sink, list(claims))).fetchall()
+                columns = "r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta"
+                tables = (" FROM outbox o JOIN reports r ON r.id = o.report_id LEFT JOIN devices d"
+                          " ON d.dev_eui = r.dev_eui WHERE o.sink=%s AND o.dev_eui = ANY(%s)")
+                if hold_s > 0:      # each device's first `limit` by sequence number
+                    rows = conn.execute(
+                        "SELECT * FROM (SELECT " + columns + ", row_number() OVER (PARTITION BY r.dev_eui ORDER BY"
+                        " r.seq) AS nth" + tables + ") x WHERE nth <= %s ORDER BY dev_eui, seq",
+                        (sink, list(claims), limit)).fetchall()
+                else:
+                    rows = conn.execute("SELECT " + columns + tables + " ORDER BY o.report_id LIMIT %s",
+                                        (sink, list(claims), limit)).fetchall()
                 rows = order.release_all(claims, rows, now, hold_s, limit)
         except BaseException:
             conn.execute("ROLLBACK")
@@ -482,9 +490,9 @@ class PostgresStore(SqlReadModels, SqlWrites, Store):
         return rows
 
     def _mark(self, conn, sink, items):
-        for eui, mark in order.marks_after(items).items():
-            conn.execute("UPDATE outbox_claim SET next_seq = greatest(next_seq, %s) WHERE sink=%s AND dev_eui=%s",
-                         (mark, sink, eui))
+        for eui, (mark, newest) in order.marks_after(items).items():
+            conn.execute("UPDATE outbox_claim SET next_seq = greatest(next_seq, %s), newest_at = greatest(newest_at, %s)"
+                         " WHERE sink=%s AND dev_eui=%s", (mark, newest, sink, eui))
 
     def _settle(self, sink, ids, dead=None, items=()):
         conn = self._conn()

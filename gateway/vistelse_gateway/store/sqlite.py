@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS outbox_wait (
   sink TEXT NOT NULL, report_id INTEGER NOT NULL, dev_eui TEXT NOT NULL, PRIMARY KEY (sink, report_id));
 CREATE INDEX IF NOT EXISTS outbox_wait_device ON outbox_wait (sink, dev_eui, report_id);
 CREATE TABLE IF NOT EXISTS outbox_order (sink TEXT NOT NULL, dev_eui TEXT NOT NULL, next_seq INTEGER,
-  PRIMARY KEY (sink, dev_eui));
+  newest_at REAL, PRIMARY KEY (sink, dev_eui));
 """)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _hex = hex_eui
@@ -340,20 +340,26 @@ class SqliteStore(SqlReadModels, SqlWrites, Store):
                 db.execute("INSERT INTO outbox_cursor (sink, position, updated_at) VALUES (?,?,?) ON CONFLICT (sink)"
                            " DO UPDATE SET position=excluded.position, updated_at=excluded.updated_at",
                            (sink, last, now))
-        marks = {r[0]: r[1] for r in db.execute("SELECT dev_eui, next_seq FROM outbox_order WHERE sink=?", (sink,))}
-        # the devices whose oldest waiting report may go now, oldest first
+        marks = {r[0]: (r[1], r[2]) for r in db.execute("SELECT dev_eui, next_seq, newest_at FROM outbox_order"
+                                                        " WHERE sink=?", (sink,))}
+        # the devices whose oldest waiting report may go now (with a hold: order.eligible), oldest first
+        held = (" JOIN reports r ON r.id = w.report_id LEFT JOIN outbox_order m ON m.sink = w.sink AND"
+                " m.dev_eui = w.dev_eui WHERE (%s) AND" % order.eligible("?")) if hold_s > 0 else " WHERE"
         devices = [r[0] for r in db.execute(
-            "SELECT w.dev_eui FROM outbox_wait w JOIN reports r ON r.id = w.report_id"
-            " LEFT JOIN outbox_order m ON m.sink = w.sink AND m.dev_eui = w.dev_eui WHERE w.sink=?"
-            " AND (%s) GROUP BY w.dev_eui ORDER BY min(w.report_id) LIMIT ?" % order.eligible("?"),
-            (sink, now - hold_s, limit))]
+            "SELECT w.dev_eui FROM outbox_wait w" + held + " w.sink=? GROUP BY w.dev_eui ORDER BY min(w.report_id)"
+            " LIMIT ?", ((now - hold_s,) if hold_s > 0 else ()) + (sink, limit))]
         if not devices:
             return []
-        rows = db.execute(
-            "SELECT r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta FROM outbox_wait w"
-            " JOIN reports r ON r.id = w.report_id LEFT JOIN devices d ON d.dev_eui = r.dev_eui"
-            " WHERE w.sink=? AND w.dev_eui IN (%s) ORDER BY r.dev_eui, r.seq" % ",".join("?" * len(devices)),
-            [sink] + devices).fetchall()
+        columns = "r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta"
+        tables = (" FROM outbox_wait w JOIN reports r ON r.id = w.report_id LEFT JOIN devices d ON d.dev_eui ="
+                  " r.dev_eui WHERE w.sink=? AND w.dev_eui IN (%s)" % ",".join("?" * len(devices)))
+        if hold_s > 0:              # each device's first `limit` by sequence number
+            rows = db.execute("SELECT * FROM (SELECT " + columns + ", row_number() OVER (PARTITION BY r.dev_eui"
+                              " ORDER BY r.seq) AS nth" + tables + ") WHERE nth <= ? ORDER BY dev_eui, seq",
+                              [sink] + devices + [limit]).fetchall()
+        else:
+            rows = db.execute("SELECT " + columns + tables + " ORDER BY w.report_id LIMIT ?",
+                              [sink] + devices + [limit]).fetchall()
         items = order.release_all(marks, [dict(r) for r in rows], now, hold_s, limit)
         for item in items:
             item["data"] = json.loads(item["data"])
@@ -365,10 +371,10 @@ class SqliteStore(SqlReadModels, SqlWrites, Store):
             return
         with self._tx() as db:
             db.executemany("DELETE FROM outbox_wait WHERE sink=? AND report_id=?", [(sink, i["id"]) for i in items])
-            for eui, mark in order.marks_after(items).items():
-                db.execute("INSERT INTO outbox_order (sink, dev_eui, next_seq) VALUES (?,?,?) ON CONFLICT"
-                           " (sink, dev_eui) DO UPDATE SET next_seq = max(coalesce(next_seq, 0), excluded.next_seq)",
-                           (sink, eui, mark))
+            for eui, (mark, newest) in order.marks_after(items).items():
+                db.execute("INSERT INTO outbox_order (sink, dev_eui, next_seq, newest_at) VALUES (?,?,?,?) ON CONFLICT"
+                           " (sink, dev_eui) DO UPDATE SET next_seq = max(coalesce(next_seq, 0), excluded.next_seq),"
+                           " newest_at = max(coalesce(newest_at, 0), excluded.newest_at)", (sink, eui, mark, newest))
 
     def outbox_dead(self, sink, item, reason):
         with self._tx() as db:
