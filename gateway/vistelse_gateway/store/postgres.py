@@ -10,7 +10,7 @@ What keeps several writers correct (each instance has its own connections):
 * outbox: one row per (sink, report) waiting. A sink worker claims *devices*
   (one `outbox_claim` row per sink and device, FOR UPDATE SKIP LOCKED), takes
   their waiting reports in sequence order, held back behind a missing one
-  (order.py: the claim row keeps the device's mark), and keeps the claim until
+  (order.py: outbox_mark keeps the device's mark), and keeps the claim until
   it has settled them, so another instance never delivers a later report of
   the same device first. A worker that dies releases its claims with its
   connection (and the mark it moved rolls back with them).
@@ -96,8 +96,13 @@ INSERT INTO meta VALUES ('registry_generation', '0');
 # (version, what it changes, SQL). Applied by `vistelse gateway migrate`, each in
 # one transaction; the version is recorded in schema_migrations.
 MIGRATIONS = [(1, "initial schema", SCHEMA_1),
-              # each (sink, device) claim row keeps the device's mark (store/order.py)
-              (2, "per-device order towards the sinks", "ALTER TABLE outbox_claim ADD COLUMN next_seq bigint, ADD COLUMN newest_at double precision;")]
+              # each device's mark per sink (store/order.py), written only by the holder of its claim;
+              # not in outbox_claim, whose rows ingest inserts ON CONFLICT DO NOTHING: an update
+              # there would make ingest wait for the sink's delivery
+              (2, "per-device order towards the sinks", """
+CREATE TABLE outbox_mark (sink text NOT NULL, dev_eui text NOT NULL, next_seq bigint NOT NULL,
+  newest_at double precision NOT NULL, PRIMARY KEY (sink, dev_eui));
+""")]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 ID_BLOCK = 256
 
@@ -457,13 +462,18 @@ class PostgresStore(SqlReadModels, SqlWrites, Store):
         conn.execute("BEGIN")
         try:
             # with a hold, only devices whose oldest waiting report may go (order.eligible)
-            held = (" JOIN reports r ON r.id = o.report_id WHERE (" + order.eligible("%(cut)s", "c.next_seq")
-                    + ") AND") if hold_s > 0 else " WHERE"
-            claims = {r["dev_eui"]: (r["next_seq"], r["newest_at"]) for r in conn.execute(
-                "SELECT c.dev_eui, c.next_seq, c.newest_at FROM outbox_claim c WHERE c.sink=%(s)s AND EXISTS"
+            held = (" JOIN reports r ON r.id = o.report_id LEFT JOIN outbox_mark m ON m.sink = o.sink AND"
+                    " m.dev_eui = o.dev_eui WHERE (" + order.eligible("%(cut)s") + ") AND") if hold_s > 0 else " WHERE"
+            claimed = [r["dev_eui"] for r in conn.execute(
+                "SELECT c.dev_eui FROM outbox_claim c WHERE c.sink=%(s)s AND EXISTS"
                 " (SELECT 1 FROM outbox o" + held + " o.sink=%(s)s AND o.dev_eui=c.dev_eui)"
                 " ORDER BY (SELECT min(o.report_id) FROM outbox o WHERE o.sink=%(s)s AND o.dev_eui=c.dev_eui)"
-                " LIMIT %(n)s FOR UPDATE SKIP LOCKED", {"s": sink, "n": limit, "cut": now - hold_s})}
+                " LIMIT %(n)s FOR UPDATE SKIP LOCKED", {"s": sink, "n": limit, "cut": now - hold_s})]
+            claims = {eui: (None, None) for eui in claimed}
+            if claimed and hold_s > 0:
+                claims.update((r["dev_eui"], (r["next_seq"], r["newest_at"])) for r in conn.execute(
+                    "SELECT dev_eui, next_seq, newest_at FROM outbox_mark WHERE sink=%s AND dev_eui = ANY(%s)",
+                    (sink, claimed)))
             rows = []
             if claims:
                 columns = "r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta"
@@ -491,8 +501,9 @@ class PostgresStore(SqlReadModels, SqlWrites, Store):
 
     def _mark(self, conn, sink, items):
         for eui, (mark, newest) in order.marks_after(items).items():
-            conn.execute("UPDATE outbox_claim SET next_seq = greatest(next_seq, %s), newest_at = greatest(newest_at, %s)"
-                         " WHERE sink=%s AND dev_eui=%s", (mark, newest, sink, eui))
+            conn.execute("INSERT INTO outbox_mark VALUES (%s, %s, %s, %s) ON CONFLICT (sink, dev_eui) DO UPDATE"
+                         " SET next_seq = greatest(outbox_mark.next_seq, excluded.next_seq),"
+                         " newest_at = greatest(outbox_mark.newest_at, excluded.newest_at)", (sink, eui, mark, newest))
 
     def _settle(self, sink, ids, dead=None, items=()):
         conn = self._conn()
