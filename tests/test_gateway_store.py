@@ -185,6 +185,26 @@ def test_two_instances_ingesting_the_same_devices_store_each_interval_once(postg
     b.close()
 
 
+def drain_from_either(a, b, limit, **kw):
+    """Fetch and settle through instance b, else a, until neither has anything."""
+    delivered = []
+    while True:
+        store, got = b, b.outbox_fetch("web", limit, **kw)
+        if not got:
+            store, got = a, a.outbox_fetch("web", limit, **kw)
+        if not got:
+            return delivered
+        delivered += got
+        store.outbox_done("web", got)
+
+
+def seqs_per_device(items):
+    per_device = {}
+    for item in items:
+        per_device.setdefault(item["dev_eui"], []).append(item["seq"])
+    return per_device
+
+
 def test_outbox_claims_keep_per_device_order_across_instances(postgres_server):
     url = postgres_server.create_database()
     a, b = open_store({"url": url}, migrate=True), open_store({"url": url})
@@ -200,19 +220,8 @@ def test_outbox_claims_keep_per_device_order_across_instances(postgres_server):
     assert all(i["seq"] != 100 for i in b.outbox_fetch("web", 100))
     a.outbox_done("web", got_a)
     b.outbox_done("web", got_b)
-    delivered = got_a + got_b
-    while True:
-        store = b
-        more = b.outbox_fetch("web", 100)
-        if not more:
-            store, more = a, a.outbox_fetch("web", 100)
-        if not more:
-            break
-        delivered += more
-        store.outbox_done("web", more)
-    per_device = {}
-    for item in delivered:
-        per_device.setdefault(item["dev_eui"], []).append(item["seq"])
+    delivered = got_a + got_b + drain_from_either(a, b, 100)
+    per_device = seqs_per_device(delivered)
     for eui, seqs in per_device.items():
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
     assert sum(len(s) for s in per_device.values()) == 41
@@ -236,17 +245,8 @@ def test_instances_keep_sequence_order_while_a_gap_holds_a_device_back(postgres_
         store.outbox_done("web", got)
     assert not [i for i in delivered if i["dev_eui"] == EUIS[1].hex() and i["seq"] > 3]   # held behind 3
     ingest(b, [uplink(EUIS[1], 3, 40)])                    # the re-send, through the other instance
-    while True:
-        store, got = b, b.outbox_fetch("web", 3, hold_s=hold)
-        if not got:
-            store, got = a, a.outbox_fetch("web", 3, hold_s=hold)
-        if not got:
-            break
-        delivered += got
-        store.outbox_done("web", got)
-    per_device = {}
-    for item in delivered:
-        per_device.setdefault(item["dev_eui"], []).append(item["seq"])
+    delivered += drain_from_either(a, b, 3, hold_s=hold)
+    per_device = seqs_per_device(delivered)
     assert all(seqs == list(range(10)) for seqs in per_device.values()), per_device
     assert sum(i["waited"] for i in delivered) == 6                              # 4..9 of the second device
     a.close()
