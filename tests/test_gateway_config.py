@@ -149,3 +149,17 @@ def test_check_and_run_refuse_the_same_mistakes(tmp_path, capsys, text, message)
         assert main(["--config", str(cfg)] + command) == 2, command
         err = capsys.readouterr().err
         assert "configuration error" in err and message in err, (command, err)
+
+
+def test_sinks_hold_a_gap_back_only_while_receipts_bring_missing_intervals_back():
+    """[receipts] hold_back_h bounds how long a device's later intervals wait for a missing
+    one before going to the sinks (store/order.py); without receipts nothing comes back."""
+    from vistelse_gateway.receipts import GIVE_UP_S, hold_back_s
+    base = {"http": {"enabled": False}, "source": [{"type": "chirpstack-mqtt"}]}
+    assert hold_back_s(config_mod.check(base)) == 0.0
+    on = config_mod.check(dict(base, receipts={"enabled": True}))
+    assert on["receipts"]["hold_back_h"] * 3600 == GIVE_UP_S == hold_back_s(on)   # past the node's 24 h
+    assert hold_back_s(config_mod.check(dict(base, receipts={"enabled": True, "hold_back_h": 2}))) == 7200
+    assert hold_back_s(config_mod.check(dict(base, receipts={"enabled": True, "hold_back_h": 0}))) == 0.0
+    with pytest.raises(ConfigError, match="hold_back_h"):
+        config_mod.check(dict(base, receipts={"enabled": True, "hold_back_h": -1}))

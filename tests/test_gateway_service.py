@@ -219,7 +219,7 @@ def test_postgres_store_is_migrated_by_the_migrate_command(tmp_path, capsys, pos
     assert "vistelse gateway migrate" in capsys.readouterr().err
     assert main(["--config", str(cfg), "migrate"]) == 0
     out = capsys.readouterr().out
-    assert '"schema_version": 1' in out and "initial schema" in out
+    assert '"schema_version": 2' in out and "initial schema" in out and "per-device order" in out
     assert main(["--config", str(cfg), "migrate"]) == 0
     assert '"applied": []' in capsys.readouterr().out
     assert main(["--config", str(cfg), "verify-log"]) == 0

@@ -30,12 +30,14 @@ def ingest(store, items):
     return [i.result for i in items]
 
 
-def test_outbox_hands_out_reports_in_commit_order_and_settles_them(stores):
+def test_outbox_hands_out_reports_in_order_per_device_and_settles_them(stores):
     store = stores.open()
     register(store, EUIS[:2])
     ingest(store, [uplink(EUIS[k % 2], k // 2) for k in range(6)])
     items = store.outbox_fetch("web", 100)
-    assert [(i["dev_eui"], i["seq"]) for i in items] == [(EUIS[k % 2].hex(), k // 2) for k in range(6)]
+    assert sorted((i["dev_eui"], i["seq"]) for i in items) == sorted((EUIS[k % 2].hex(), k // 2) for k in range(6))
+    for eui in EUIS[:2]:
+        assert [i["seq"] for i in items if i["dev_eui"] == eui.hex()] == [0, 1, 2]
     assert items[0]["data"]["zones"][0]["visits"] == 0 and items[0]["device_meta"] == {}
     store.outbox_done("web", items[:2])
     store.outbox_dead("web", items[2], "refused")
@@ -50,6 +52,52 @@ def test_outbox_hands_out_reports_in_commit_order_and_settles_them(stores):
     assert [i["seq"] for i in store.outbox_fetch("web", 100)] == [10]
     st = store.outbox_stats(["web", "archive"], time.time())
     assert st["web"]["depth"] == 1 and st["archive"]["depth"] == 7 and st["web"]["age_s"] >= 0
+
+
+def drain(store, sink, **kw):
+    items = store.outbox_fetch(sink, 100, **kw)
+    store.outbox_done(sink, items)
+    return [(i["seq"], i["waited"], i["given_up"], i["late"]) for i in items]
+
+
+def test_a_gap_holds_the_devices_later_reports_until_it_is_filled(stores):
+    store = stores.open()
+    register(store, EUIS[:2])
+    hold = 26 * 3600
+    ingest(store, [uplink(EUIS[0], s) for s in (0, 1, 3, 4)] + [uplink(EUIS[1], 0)])
+    got = store.outbox_fetch("web", 100, hold_s=hold)
+    assert sorted((i["dev_eui"][-1], i["seq"]) for i in got) == [("1", 0), ("1", 1), ("2", 0)]
+    store.outbox_done("web", got)
+    assert drain(store, "web", hold_s=hold) == []            # 3 and 4 wait for 2
+    assert store.outbox_stats(["web"], time.time())["web"]["depth"] == 2
+    assert sorted(s for s, *_ in drain(store, "archive")) == [0, 0, 1, 3, 4]   # another sink, no hold: at once
+    ingest(store, [uplink(EUIS[0], 2)])                       # the receipt brought it back
+    assert drain(store, "web", hold_s=hold) == [(2, False, 0, False), (3, True, 0, False), (4, True, 0, False)]
+
+
+def test_a_gap_is_given_up_after_the_hold_and_a_later_arrival_still_goes(stores):
+    store = stores.open()
+    register(store, EUIS[:1])
+    hold = 3600
+    ingest(store, [uplink(EUIS[0], s) for s in (0, 3, 4)])
+    now = time.time()
+    assert drain(store, "web", hold_s=hold, now=now) == [(0, False, 0, False)]
+    assert drain(store, "web", hold_s=hold, now=now + hold - 60) == []
+    # the hold passed: 1 and 2 are given up, 3 and 4 go
+    assert drain(store, "web", hold_s=hold, now=now + hold + 1) == [(3, True, 2, False), (4, False, 0, False)]
+    ingest(store, [uplink(EUIS[0], 5), uplink(EUIS[0], 1)])  # 1 arrives after all: late, not withheld
+    assert drain(store, "web", hold_s=hold) == [(1, False, 0, True), (5, False, 0, False)]
+
+
+def test_order_holds_across_the_sequence_number_wrap(stores):
+    store = stores.open()
+    register(store, EUIS[:1])
+    hold = 3600
+    # a node that ran before: 65534, then 0 (the 16-bit seq wrapped: 65536) before 65535
+    ingest(store, [uplink(EUIS[0], 65534, 1), uplink(EUIS[0], 0, 3)])
+    assert drain(store, "web", hold_s=hold) == [(65534, False, 0, False)]
+    ingest(store, [uplink(EUIS[0], 65535, 2)])
+    assert [s for s, *_ in drain(store, "web", hold_s=hold)] == [65535, 65536]
 
 
 def test_sink_state_round_trip(stores):
@@ -94,7 +142,7 @@ def test_an_unmigrated_postgres_database_is_refused_until_migrate(postgres_serve
     with pytest.raises(StoreError, match="vistelse gateway migrate"):
         open_store({"url": url})
     store = open_store({"url": url}, migrate=True)
-    assert store.schema_version() == (1, 1)
+    assert store.schema_version() == (2, 2)
     store.close()
     open_store({"url": url}).close()
 
@@ -137,6 +185,26 @@ def test_two_instances_ingesting_the_same_devices_store_each_interval_once(postg
     b.close()
 
 
+def drain_from_either(a, b, limit, **kw):
+    """Fetch and settle through instance b, else a, until neither has anything."""
+    delivered = []
+    while True:
+        store, got = b, b.outbox_fetch("web", limit, **kw)
+        if not got:
+            store, got = a, a.outbox_fetch("web", limit, **kw)
+        if not got:
+            return delivered
+        delivered += got
+        store.outbox_done("web", got)
+
+
+def seqs_per_device(items):
+    per_device = {}
+    for item in items:
+        per_device.setdefault(item["dev_eui"], []).append(item["seq"])
+    return per_device
+
+
 def test_outbox_claims_keep_per_device_order_across_instances(postgres_server):
     url = postgres_server.create_database()
     a, b = open_store({"url": url}, migrate=True), open_store({"url": url})
@@ -152,22 +220,35 @@ def test_outbox_claims_keep_per_device_order_across_instances(postgres_server):
     assert all(i["seq"] != 100 for i in b.outbox_fetch("web", 100))
     a.outbox_done("web", got_a)
     b.outbox_done("web", got_b)
-    delivered = got_a + got_b
-    while True:
-        store = b
-        more = b.outbox_fetch("web", 100)
-        if not more:
-            store, more = a, a.outbox_fetch("web", 100)
-        if not more:
-            break
-        delivered += more
-        store.outbox_done("web", more)
-    per_device = {}
-    for item in delivered:
-        per_device.setdefault(item["dev_eui"], []).append(item["seq"])
+    delivered = got_a + got_b + drain_from_either(a, b, 100)
+    per_device = seqs_per_device(delivered)
     for eui, seqs in per_device.items():
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
     assert sum(len(s) for s in per_device.values()) == 41
+    a.close()
+    b.close()
+
+
+def test_instances_keep_sequence_order_while_a_gap_holds_a_device_back(postgres_server):
+    """Receipts on (a hold): an interval stored late, by another instance, still goes to
+    the sink before the device's later ones, whichever instance's worker sends them."""
+    url = postgres_server.create_database()
+    a, b = open_store({"url": url}, migrate=True), open_store({"url": url})
+    register(a, EUIS[:3])
+    hold = 26 * 3600
+    a.outbox_fetch("web", 1, hold_s=hold)
+    ingest(a, [uplink(EUIS[k % 3], k // 3) for k in range(30) if (k % 3, k // 3) != (1, 3)])
+    delivered = []
+    for store in (a, b, a, b):
+        got = store.outbox_fetch("web", 4, hold_s=hold)
+        delivered += got
+        store.outbox_done("web", got)
+    assert not [i for i in delivered if i["dev_eui"] == EUIS[1].hex() and i["seq"] > 3]   # held behind 3
+    ingest(b, [uplink(EUIS[1], 3, 40)])                    # the re-send, through the other instance
+    delivered += drain_from_either(a, b, 3, hold_s=hold)
+    per_device = seqs_per_device(delivered)
+    assert all(seqs == list(range(10)) for seqs in per_device.values()), per_device
+    assert sum(i["waited"] for i in delivered) == 6                              # 4..9 of the second device
     a.close()
     b.close()
 

@@ -155,6 +155,9 @@ SCHEMA = section({
     "receipts": section({
         "enabled": boolean(False), "max_per_day": integer(1, 100, 8), "every_h": number(0.5, 48, 4),
         "min_gap_min": number(0, 1440, 180),
+        # a gap holds the device's later intervals back from the sinks at most this long
+        # (gateway/vistelse_gateway/store/order.py); 0 forwards at once, out of order
+        "hold_back_h": number(0, 72, 26),
     }),
     "downlink": section({
         "via": one_of(("chirpstack-grpc", "chirpstack-mqtt", "tts")), "chirpstack_grpc": HOST_PORT,

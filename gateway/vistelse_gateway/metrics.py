@@ -36,6 +36,12 @@ COUNTERS = {
     "vistelse_gateway_store_errors_total": ("Failed store commits (the batch is retried, nothing is acknowledged).",
                                             ()),
     "vistelse_gateway_sink_deliveries_total": ("Reports delivered, by sink.", ("sink",)),
+    "vistelse_gateway_sink_held_back_total": ("Reports that waited for a missing lower interval of their device "
+                                              "before going to the sink, by sink.", ("sink",)),
+    "vistelse_gateway_sink_given_up_total": ("Missing intervals a sink stopped waiting for ([receipts] hold_back_h "
+                                             "passed): later ones went on without them, by sink.", ("sink",)),
+    "vistelse_gateway_sink_late_total": ("Reports that arrived after their gap was given up and went to the sink "
+                                         "after later ones, by sink.", ("sink",)),
     "vistelse_gateway_sink_failures_total": ("Failed delivery attempts, by sink and reason.", ("reason", "sink")),
     "vistelse_gateway_mqtt_connections_total": ("MQTT (re)connections, by source.", ("source",)),
     "vistelse_gateway_http_ingest_total": ("HTTP ingest requests, by outcome (committed, spooled, refused).",

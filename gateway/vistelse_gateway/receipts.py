@@ -32,7 +32,16 @@ CAP_WINDOW_S = 25 * 3600
 # a gap still open this long after it was first seen is given up: the node
 # drops a sent record unreceipted after 24 hours (queue.RETAIN_H)
 GIVE_UP_S = 26 * 3600
-DEFAULTS = {"enabled": True, "max_per_day": 8, "every_h": 4.0, "min_gap_min": 180.0}
+DEFAULTS = {"enabled": True, "max_per_day": 8, "every_h": 4.0, "min_gap_min": 180.0,
+            "hold_back_h": GIVE_UP_S / 3600.0}
+
+
+def hold_back_s(cfg):
+    """How long a sink waits for a device's missing interval before later ones
+    go (store/order.py): `[receipts] hold_back_h` while receipts are on (a node
+    sends a missing interval again only after a receipt), else 0."""
+    r = cfg["receipts"]
+    return r["hold_back_h"] * 3600.0 if r["enabled"] else 0.0
 
 
 def _add(ranges, a, b):
@@ -48,14 +57,19 @@ def _add(ranges, a, b):
     return out
 
 
+def first_expected(seq):
+    """The first sequence number expected of a device whose first stored interval is
+    `seq`: a node counts its intervals from 0 at its first start, so a small number
+    means the ones before it were lost on the way; a node that ran before this
+    gateway knew it starts where it is."""
+    return 0 if seq < WINDOW else seq
+
+
 def note_stored(book, seq, span):
     """The store took the record [seq, seq + span). Returns how many of its
     intervals had been missing (arrived after later ones: recovered)."""
     if "next" not in book:
-        # first contact: a node counts its intervals from 0 at its first start,
-        # so a small number means the ones before it were lost on the way; a
-        # node that ran before this gateway knew it starts where it is
-        book["next"] = 0 if seq < WINDOW else seq
+        book["next"] = first_expected(seq)
     end = seq + span
     if end <= book["next"]:
         return 0

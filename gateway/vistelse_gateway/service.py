@@ -24,6 +24,7 @@ from .forward import OutboxWorker, build_sinks
 from .ingest.mqtt_source import MqttSource
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .receipts import hold_back_s
 from .sdnotify import notify, watchdog_interval
 from .store import StoreError, open_store
 
@@ -40,8 +41,9 @@ class Gateway:
         self.store = open_store(cfg["store"], instance=cfg["gateway"]["instance"])
         self.sinks = build_sinks(cfg["sinks"], self.store)
         ob = cfg["outbox"]
-        self.workers = [OutboxWorker(self.store, s, self.metrics, ob["backoff_min_s"], ob["backoff_max_s"])
-                        for s in self.sinks]
+        hold_s = hold_back_s(cfg)
+        self.workers = [OutboxWorker(self.store, s, self.metrics, ob["backoff_min_s"], ob["backoff_max_s"],
+                                     hold_s=hold_s) for s in self.sinks]
         ing = cfg["ingest"]
         self.pipeline = Pipeline(self.store, self.metrics, batch_max=ing["batch_max"],
                                  replay_window=ing["replay_window"], keep_raw_body=ing["keep_raw_body"],

@@ -47,6 +47,7 @@ from . import REPO_ROOT, deploy, simulate
 from .micropython import run_micropython
 
 EMULATORS = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "emulators")
+SCENE = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "board_scene.py")
 DEV = "70b3d57ed0000099"
 
 # Set-up as top-level calls, so that what one leaves as garbage (the
@@ -80,7 +81,6 @@ GIVEN = gc.mem_free() - %d   # the heap the node has: the board's free heap
 SETUP = r"""
 from vistelse_node.node import Node
 from vistelse_node.modem.rak3172 import Rak3172
-from vistelse_node.sensors.replay import ReplaySensor
 from vistelse_node import flashfs
 %(extra_imports)s
 import os
@@ -97,34 +97,11 @@ FRAME_MS = %(frame_ms)d
 QUIET_MS = %(quiet_ms)d        # a turn in quiet hours: one empty frame
 
 
-class DaySensor:
-    # the recorded scene in busy windows, else the sensor's empty frame once a second
-    name = KIND
-
-    def __init__(self):
-        self.replay = None
-        self.window = None
-        self.last_empty = -1000
-
-    def read_frame(self):
-        t = clock.elapsed_ms
-        for w in BUSY:
-            if w[0] <= t < w[1]:
-                if self.window is not w:
-                    self.window = w
-                    self.replay = ReplaySensor(open('/flash/scene.rec.jsonl'), clock, loop=True)
-                return self.replay.read_frame()
-        self.window = self.replay = None
-        if t - self.last_empty >= QUIET_MS:
-            self.last_empty = t
-            return EMPTY
-        return None
-
-    def reinit(self):
-        pass
+from board_scene import DaySensor
 
 
-node = Node(nf, DaySensor(), m, clock, flashfs.FlashFS('/flash/state'), reset_cause='power_on')
+node = Node(nf, DaySensor(KIND, clock, BUSY, EMPTY, QUIET_MS, '/flash/scene.rec.jsonl'), m, clock,
+            flashfs.FlashFS('/flash/state'), reset_cause='power_on')
 import binascii
 from vistelse_mcodec import compute_tag
 RECEIPT_EVERY_MS = 4 * 3600000     # the gateway's default [receipts] every_h
@@ -167,10 +144,7 @@ LIVE_MARK = "@live"
 # gc_dump_info), after a marker line.
 STEP = r"""
 LIVE_MARK = %(mark)r
-busy = False
-for w in BUSY:
-    if w[0] <= clock.elapsed_ms < w[1]:
-        busy = True
+busy = node.sensor.window_at(clock.elapsed_ms) is not None
 if collected:
     live = gc.mem_alloc()
     if live > live_peak:
@@ -318,7 +292,8 @@ def measure(sensor, board=None, hours=24.0, outage_h=12.0, chunk=1, interval_s=3
         node_json = os.path.join(work, "node.json")
         with open(node_json, "w") as f:
             json.dump(nf, f)
-        files = [(h, b) for h, b in files] + [(EMULATORS, "/flash/lib/emulators"), (rec, "/flash/scene.rec.jsonl"),
+        files = [(h, b) for h, b in files] + [(EMULATORS, "/flash/lib/emulators"), (SCENE, "/flash/lib/board_scene.py"),
+                                              (rec, "/flash/scene.rec.jsonl"),
                                               (node_json, "/flash/node.json")]
         heapsize = sized_heap(free_heap, files)
         day_ms = int(hours * 3600000)

@@ -381,6 +381,13 @@ class Demo:
         store = self.gateway.store
         return len(store.reports()), sum(store.quarantine_counts().values())
 
+    def forwardable(self):
+        """Stored intervals the sink can have by now: a device's later ones wait while
+        a lost one has not come back yet (docs/gateway.md, "Receipts")."""
+        from vistelse_gateway.receipts import hold_back_s
+        from vistelse_gateway.store.order import forwardable
+        return len(forwardable(self.gateway.store.reports(), time.time(), hold_back_s(self.gateway.cfg)))
+
     def progress(self):
         behind = min(n.start_epoch + n.vn.clock.elapsed_ms / 1000.0 for n in self.nodes)
         sim = datetime.datetime.fromtimestamp(min(self.clock.now(), self.end_sim, behind)).strftime("%a %H:%M")
@@ -405,7 +412,7 @@ class Demo:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not stopping.is_set():
             stored, _ = self.stored()
-            if stored and self.sink.count >= stored:
+            if stored and self.sink.count >= self.forwardable():
                 break
             time.sleep(0.2)
         self.say(self.progress())

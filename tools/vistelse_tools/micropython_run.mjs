@@ -17,36 +17,10 @@
 // sys.path. What the script prints goes to stdout; an exception's traceback
 // goes to stderr and the exit code is 1.
 import fs from 'node:fs';
-import path from 'node:path';
 import { loadMicroPython } from '@micropython/micropython-webassembly-pyscript';
+import { copyTree, mkdirs } from './board_files.mjs';
 
 const request = JSON.parse(fs.readFileSync(0, 'utf8'));
-
-function mkdirs(FS, dir) {
-  let at = '';
-  for (const part of dir.split('/').filter(Boolean)) {
-    at += '/' + part;
-    try { FS.mkdir(at); } catch (e) { /* exists */ }
-  }
-}
-
-function copyTree(FS, hostDir, boardDir) {
-  if (fs.statSync(hostDir).isFile()) {      // a single file, copied whatever its name
-    mkdirs(FS, boardDir.slice(0, boardDir.lastIndexOf('/')));
-    FS.writeFile(boardDir, fs.readFileSync(hostDir));
-    return;
-  }
-  mkdirs(FS, boardDir);
-  for (const entry of fs.readdirSync(hostDir, { withFileTypes: true })) {
-    const host = path.join(hostDir, entry.name);
-    const board = boardDir + '/' + entry.name;
-    if (entry.isDirectory()) {
-      if (entry.name !== '__pycache__') copyTree(FS, host, board);
-    } else if (entry.name.endsWith('.py') || entry.name.endsWith('.mpy') || entry.name.endsWith('.json')) {
-      FS.writeFile(board, fs.readFileSync(host));
-    }
-  }
-}
 
 const out = (bytes) => process.stdout.write(bytes);
 const mp = await loadMicroPython({

@@ -1,18 +1,25 @@
 """Receipts end to end: a node on a lossy radio, the gateway, real MQTT.
 
     python -m vistelse_tools.receipt_rig --days 3 --loss 0.1 --outage-h 6 --dr 5
+    python -m vistelse_tools.receipt_rig --micropython     # the node under MicroPython
     python -m vistelse_tools.receipt_rig --table        # the figures of docs/performance.md
 
-The node firmware (virtual_node.VirtualNode: pipeline, queue, send policy,
-modem driver and emulator) runs on simulated time at 5-minute intervals.
-Its modem emulator's network loses `loss` of the uplinks at random and
+The node firmware (pipeline, queue, send policy, modem driver and the
+RAK3172 emulator) runs on simulated time at 5-minute intervals: under
+CPython in this process (virtual_node.VirtualNode, a recorded scene looping
+all day), or with --micropython as deployed, compiled to .mpy, under the
+official MicroPython WebAssembly build (micropython_node.MicroPythonNode: a
+short scene at the start of every interval, empty frames between). Its
+modem emulator's network loses `loss` of the uplinks at random and
 everything during an outage of the network server (`outage_h` hours from
 `outage_at_h`), while the modem reports success. What arrives is
 published as ChirpStack v4 events (netserver.py, the stand-in) on an MQTT
 broker (mosquitto if installed); the real gateway service ingests them,
-stores them in SQLite, forwards them to a webhook sink, and sends receipts
-back through the same broker as ChirpStack downlink commands, which the
-stand-in hands to the node in the receive windows after its next uplink.
+stores them in SQLite, forwards them to a webhook sink (per device in
+sequence order, a gap holding later ones back), and sends receipts back
+through the same broker as ChirpStack downlink commands, which the
+stand-in hands to the node in the RX1 window of its uplink, as ChirpStack
+reads its device queue between an uplink and RX1.
 
 The rig waits, after each uplink, until the gateway has committed it and
 any receipt is queued at the stand-in, so simulated time can run as fast
@@ -46,16 +53,22 @@ def _wait(cond, what, timeout=20.0):
 
 
 def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interval_s=300, tail_h=3.0,
-        workdir=None, broker="auto", receipts=None):
+        workdir=None, broker="auto", receipts=None, runtime="cpython"):
     """Run the chain; -> figures (dict). `tail_h`: intervals that ended this
-    close to the end are not judged (their receipt has not come yet)."""
+    close to the end are not judged (their receipt has not come yet).
+    runtime: "cpython" (the node in this process, virtual_node.py) or
+    "micropython" (the node as deployed, under MicroPython WebAssembly:
+    micropython_node.py)."""
     from vistelse_gateway import config as config_mod
+    from vistelse_gateway.receipts import hold_back_s
     from vistelse_gateway.service import Gateway
+    from vistelse_gateway.store.order import forwardable
     from vistelse_node import airtime
     from .broker import start_broker
     from .netserver import NetworkServer
-    from .virtual_node import VirtualNode
 
+    if runtime not in ("cpython", "micropython"):
+        raise ValueError("runtime must be cpython or micropython")
     own = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="vistelse-receipts-")
     parts = []
@@ -74,7 +87,12 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
         ns = NetworkServer("127.0.0.1", b.port, APPLICATION_ID, TENANT_ID)
         parts.append(ns.close)
         ns.add_device(DEV, "rig-1")
-        scene, header = simulate.square_site(30, seed, interval_s)
+        if runtime == "cpython":
+            scene, header = simulate.square_site(30, seed, interval_s)
+        else:
+            # a short scene, played in the first seconds of every interval (board_scene.DaySensor):
+            # people in every interval at a cost the interpreter can run through three days
+            scene, header = simulate.square_site(1, seed, interval_s, mean_gap_s=3.0)
         frames, _ = simulate.simulate(scene, header, seed)
         lines = [json.dumps(header)] + [json.dumps(f) for f in frames]
         gateway.store.put_device({"dev_eui": DEV, "network": "chirpstack", "application": APPLICATION_ID,
@@ -87,24 +105,22 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
 
         published = [0]
         delivered = []                     # (sim s, fport) of downlinks the node received
-        held = [0]                         # most log bytes of sent records held at once
-        vn = None
-
-        def when():
-            return datetime.datetime.fromtimestamp(START_EPOCH + vn.clock.elapsed_ms / 1000.0,
-                                                   datetime.timezone.utc)
 
         def on_uplink(up):
-            ns.publish_uplink(DEV, up["fport"], up["data"], up["fcnt"], dr=up["dr"], when=when())
+            when = datetime.datetime.fromtimestamp(START_EPOCH + up["at_ms"] / 1000.0, datetime.timezone.utc)
+            ns.publish_uplink(DEV, up["fport"], up["data"], up["fcnt"], dr=up["dr"], when=when)
             published[0] += 1
             _wait(lambda: gateway.metrics.total("vistelse_gateway_uplinks_total") >= published[0], "ingest")
             _wait(lambda: gateway.receipts.queue.unfinished_tasks == 0, "the receipt sender")
             _wait(lambda: ns.commands >= gateway.receipts.sent, "the downlink command")
+            at_s[0] = up["at_ms"] / 1000.0
+
+        at_s = [0.0]
 
         def downlinks(dev_eui):
             down = ns.next_downlink(dev_eui)
             if down is not None:
-                delivered.append((vn.clock.elapsed_ms / 1000.0, down[0]))
+                delivered.append((at_s[0], down[0]))
             return down
 
         node_file = {"dev_eui": DEV, "join_eui": "0000000000000000", "app_key": "00112233445566778899aabbccddeeff",
@@ -113,17 +129,23 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
                                 "zones": [z["polygon_mm"] for z in header["zones"]],
                                 "lines": [[ln["a_mm"], ln["b_mm"]] for ln in header["lines"]]}}
         outage = (int(outage_at_h * 3600000), int((outage_at_h + outage_h) * 3600000))
-        vn = VirtualNode(node_file, lines, folder=os.path.join(workdir, "node"), loop=True,
-                         on_uplink=on_uplink, downlinks=downlinks,
-                         session_kw={"dr": dr, "adr": False, "loss_rate": loss, "seed": seed,
-                                     "outages": [outage] if outage_h > 0 else []})
+        session_kw = {"dr": dr, "adr": False, "loss_rate": loss, "seed": seed,
+                      "outages": [outage] if outage_h > 0 else []}
         end_ms = int(days * 86400000)
-        while vn.clock.elapsed_ms < end_ms:
-            vn.step(200)
-            h = sum(vn.node.queue.sent.values())
-            if h > held[0]:
-                held[0] = h
-        _wait(lambda: sink.count >= gateway.store.count("reports"), "the sink", 30)
+        if runtime == "cpython":
+            node = _run_cpython(node_file, lines, os.path.join(workdir, "node"), session_kw, end_ms,
+                                on_uplink, downlinks)
+        else:
+            scene_path = os.path.join(workdir, "scene.rec.jsonl")
+            with open(scene_path, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            node = _run_micropython(node_file, scene_path, session_kw, end_ms, on_uplink, downlinks, interval_s,
+                                    parts)
+        hold_s = hold_back_s(cfg)
+
+        def settled():
+            return sink.count >= len(forwardable(gateway.store.reports(dev_eui=DEV), time.time(), hold_s))
+        _wait(settled, "the sink", 30)
 
         # --- what arrived ---------------------------------------------------------
         store = gateway.store
@@ -131,21 +153,22 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
         covered = []
         for r in rows:
             covered.extend(range(r["seq"], r["seq"] + r["span"]))
-        queue = vn.node.queue
         tail = int(tail_h * 3600 // interval_s)
-        judged = queue.next_seq - tail
+        judged = node["next_seq"] - tail
         missing = sorted(set(range(judged)) - set(covered))
         twice = len(covered) - len(set(covered))
         # placed in time by what the node said: interval k ends (k + 1) x interval_s after the start
         misplaced = [r["seq"] for r in rows
                      if abs(r["end_at"] - (START_EPOCH + (r["seq"] + r["span"]) * interval_s)) > 5]
-        in_queue = set(x for r in queue.records for x in range(r[0], r[0] + r[1]))
+        in_queue = set(x for r in node["records"] for x in range(r[0], r[0] + r[1]))
         lost = [x for x in missing if x not in in_queue]
         with open(sink.path) as f:
             items = [json.loads(line) for line in f]
         sink_ids = [it.get("id") for it in items]
         sink_seqs = [it.get("seq") for it in items]
-        ups = vn.session.uplinks
+        # what the sink should have by now: everything stored but what waits behind a gap
+        due = set("vistelse:%s:%d" % (r["dev_eui"], r["seq"]) for r in forwardable(rows, time.time(), hold_s))
+        ups = node["uplinks"]
         # airtime in every 24-hour window (sliding, from each uplink)
         worst_window_ms = 0
         j = 0
@@ -178,20 +201,23 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
             sorted_window = max(sorted_window, n)
         m = gateway.metrics
         return {
-            "days": days, "loss": loss, "outage_h": outage_h, "dr": dr, "seed": seed,
-            "intervals": queue.next_seq, "judged": judged, "stored": len(set(covered)),
+            "runtime": runtime, "days": days, "loss": loss, "outage_h": outage_h, "dr": dr, "seed": seed,
+            "intervals": node["next_seq"], "judged": judged, "stored": len(set(covered)),
             "missing": len(missing), "missing_seqs": missing[:20], "still_queued": len(missing) - len(lost),
             "lost": len(lost), "stored_twice": twice, "misplaced_in_time": len(misplaced),
             "sink_items": len(items), "sink_unique": len(set(sink_ids)),
             "sink_in_order": sink_seqs == sorted(sink_seqs),
-            "uplinks_on_air": len(ups), "uplinks_lost": len(vn.session.lost),
+            "sink_due": len(due), "sink_missing_due": len(due - set(sink_ids)),
+            "sink_intervals": len(set(x for it in items for x in range(it["seq"], it["seq"] + it["span"]))),
+            "sink_held_back": int(m.total("vistelse_gateway_sink_held_back_total")),
+            "uplinks_on_air": len(ups), "uplinks_lost": node["lost"],
             "recovered": int(m.total("vistelse_gateway_intervals_recovered_total")),
             "receipts_sent": int(m.total("vistelse_gateway_receipts_sent_total")),
             "downlinks_delivered": len(delivered), "downlinks_max_24h": sorted_window,
             "downlinks_per_day": round(len(delivered) / days, 1),
             "airtime_max_24h_s": round(worst_window_ms / 1000.0, 2),
             "extra_airtime_s_per_day": round(extra_us / 1e6 / days, 2),
-            "flash_bytes_held_max": held[0], "dropped_unreceipted": queue.dropped,
+            "flash_bytes_held_max": node["held_max"], "dropped_unreceipted": node["dropped"],
             "budget_s": airtime.TTN_FAIR_USE_MS_PER_DAY / 1000.0,
         }
     finally:
@@ -204,6 +230,32 @@ def run(days=3.0, loss=0.1, outage_h=6.0, outage_at_h=30.0, dr=5, seed=1, interv
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _run_cpython(node_file, lines, folder, session_kw, end_ms, on_uplink, downlinks):
+    """The node in this process (virtual_node.py) -> its outcome, as MicroPythonNode.outcome."""
+    from .virtual_node import VirtualNode
+    held = [0]                         # most log bytes of sent records held at once
+    vn = VirtualNode(node_file, lines, folder=folder, loop=True, on_uplink=on_uplink, downlinks=downlinks,
+                     session_kw=session_kw)
+    while vn.clock.elapsed_ms < end_ms:
+        vn.step(200)
+        h = sum(vn.node.queue.sent.values())
+        if h > held[0]:
+            held[0] = h
+    q = vn.node.queue
+    return {"elapsed_ms": vn.clock.elapsed_ms, "next_seq": q.next_seq, "dropped": q.dropped,
+            "records": [(r[0], r[1]) for r in q.records], "held_max": held[0], "lost": len(vn.session.lost),
+            "uplinks": vn.session.uplinks}
+
+
+def _run_micropython(node_file, scene_path, session_kw, end_ms, on_uplink, downlinks, interval_s, parts):
+    """The node as deployed under MicroPython (micropython_node.py) -> its outcome."""
+    from .micropython_node import MicroPythonNode
+    node = MicroPythonNode(node_file, scene_path, session_kw, busy=((0, 15000),), period_ms=interval_s * 1000)
+    parts.append(node.stop)
+    node.run(end_ms, on_uplink, downlinks)
+    return node.outcome()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m vistelse_tools.receipt_rig", description=__doc__.splitlines()[0])
     p.add_argument("--days", type=float, default=3)
@@ -211,21 +263,27 @@ def main(argv=None):
     p.add_argument("--outage-h", type=float, default=6)
     p.add_argument("--dr", type=int, default=5)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--micropython", action="store_true",
+                   help="run the node as deployed under MicroPython WebAssembly (slower) instead of CPython")
     p.add_argument("--table", action="store_true", help="1/10/30 %% loss at DR5 and DR3 (a markdown table)")
     args = p.parse_args(argv)
+    runtime = "micropython" if args.micropython else "cpython"
     if not args.table:
-        print(json.dumps(run(args.days, args.loss, args.outage_h, dr=args.dr, seed=args.seed), indent=1))
+        print(json.dumps(run(args.days, args.loss, args.outage_h, dr=args.dr, seed=args.seed, runtime=runtime),
+                         indent=1))
         return 0
     print("| DR | loss | intervals | not stored at the end: lost / still in the node's queue | stored twice | recovered | receipts/day (max in 24 h) "
-          "| extra airtime/day | airtime, worst 24 h | flash held (max) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| extra airtime/day | airtime, worst 24 h | flash held (max) | sink: each once, in order (reports that waited) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for dr in (5, 3):
         for loss in (0.01, 0.1, 0.3):
-            f = run(args.days, loss, args.outage_h, dr=dr, seed=args.seed)
-            print("| DR%d | %d %% | %d | %d / %d | %d | %d | %.1f (%d) | %.1f s | %.1f s | %d B |" % (
+            f = run(args.days, loss, args.outage_h, dr=dr, seed=args.seed, runtime=runtime)
+            ok = f["sink_items"] == f["sink_unique"] and f["sink_in_order"] and not f["sink_missing_due"]
+            print("| DR%d | %d %% | %d | %d / %d | %d | %d | %.1f (%d) | %.1f s | %.1f s | %d B | %s (%d) |" % (
                 dr, round(loss * 100), f["judged"], f["lost"], f["still_queued"], f["stored_twice"], f["recovered"],
                 f["downlinks_per_day"], f["downlinks_max_24h"], f["extra_airtime_s_per_day"],
-                f["airtime_max_24h_s"], f["flash_bytes_held_max"]), flush=True)
+                f["airtime_max_24h_s"], f["flash_bytes_held_max"], "yes" if ok else "NO", f["sink_held_back"]),
+                flush=True)
     return 0
 
 

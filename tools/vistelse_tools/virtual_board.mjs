@@ -6,6 +6,8 @@
 //   {"op": "reset"}                  -> {"ok": true}        (hard reset: new interpreter, same files)
 //   {"op": "uarts", "map": {"1": "/dev/pts/7"}}  -> {"ok": true}
 //   {"op": "poll"}                   -> {"reset": bool}   (did the watchdog reset the board?)
+//   {"op": "files", "files": [[host path, board path], ...]}  -> {"ok": true}
+//                                       (copied onto the flash as `mpremote cp` would)
 //
 // The watchdog (machine.WDT) is enforced, as on a board: it cannot be
 // stopped, it survives Ctrl-C and soft resets, and only a reset stops it.
@@ -19,6 +21,7 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { loadMicroPython } from '@micropython/micropython-webassembly-pyscript';
+import { copyTree } from './board_files.mjs';
 
 const MACHINE_SHIM = process.argv[2];   // path of vboard_machine.py on the host
 // the board's heap: the runtime's initial heap, and what gc.mem_free() reports (the
@@ -200,6 +203,9 @@ for await (const line of lines) {
   } else if (req.op === 'poll') {
     answer = { reset: idleResets > 0 };
     idleResets = 0;
+  } else if (req.op === 'files') {
+    for (const [host, board] of req.files) copyTree(mp.FS, host, board);
+    answer = { ok: true };
   } else if (req.op === 'uarts') {
     Object.assign(uartPaths, req.map);
     answer = { ok: true };

@@ -112,6 +112,12 @@ class VirtualBoard:
             self.mode = "friendly"
             self._buffer.clear()
 
+    def load(self, files):
+        """Copy [(host path, board path)] onto the board's flash, as `mpremote cp`
+        would (a folder: its .py, .mpy and .json files)."""
+        with self._lock:
+            self._request({"op": "files", "files": [list(f) for f in files]})
+
     # --- MicroPython --------------------------------------------------------------
 
     def _request(self, req):

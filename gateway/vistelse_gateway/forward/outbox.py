@@ -1,7 +1,9 @@
 """One worker thread per sink drains that sink's durable outbox.
 
-Order: reports go out in commit order (so per device in order); a batch is
-retried as a whole with exponential backoff until the sink takes it. A
+Order: per device in sequence order; a device's report waits while a lower
+one is missing, at most `hold_s` seconds (store/order.py: a receipt brings
+the missing one back hours later). A batch is retried as a whole with
+exponential backoff until the sink takes it. A
 permanent refusal is narrowed down to the offending report, which is set
 aside (outbox_dead, counted in metrics) so it cannot block the rest.
 """
@@ -15,8 +17,9 @@ log = logging.getLogger("vistelse.outbox")
 
 
 class OutboxWorker:
-    def __init__(self, store, sink, metrics, backoff_min=0.5, backoff_max=60.0, idle_poll=1.0):
+    def __init__(self, store, sink, metrics, backoff_min=0.5, backoff_max=60.0, idle_poll=1.0, hold_s=0.0):
         self.store, self.sink, self.metrics = store, sink, metrics
+        self.hold_s = hold_s
         self.backoff_min, self.backoff_max, self.idle_poll = backoff_min, backoff_max, idle_poll
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -67,7 +70,7 @@ class OutboxWorker:
 
     def step(self):
         """Deliver one batch. -> True if anything was settled. Raises on transient errors."""
-        items = self.store.outbox_fetch(self.sink.name, self.sink.max_batch)
+        items = self.store.outbox_fetch(self.sink.name, self.sink.max_batch, self.hold_s)
         if not items:
             return False
         try:
@@ -80,12 +83,21 @@ class OutboxWorker:
                 if item["id"] in refused:
                     self._dead(item, refused[item["id"]])
             self.store.outbox_done(self.sink.name, items)
+            self._count_order(items)
             delivered = len(items) - len([i for i in items if i["id"] in refused])
             if delivered:
                 self.metrics.inc("vistelse_gateway_sink_deliveries_total", delivered, sink=self.sink.name)
         self.failures = 0
         self.last_error = ""
         return True
+
+    def _count_order(self, items):
+        for key, name in (("waited", "vistelse_gateway_sink_held_back_total"),
+                          ("given_up", "vistelse_gateway_sink_given_up_total"),
+                          ("late", "vistelse_gateway_sink_late_total")):
+            n = sum(int(i.get(key) or 0) for i in items)
+            if n:
+                self.metrics.inc(name, n, sink=self.sink.name)
 
     def _dead(self, item, reason):
         log.error("sink %s refuses report %s: %s", self.sink.name, item["id"], reason)
@@ -103,3 +115,4 @@ class OutboxWorker:
             else:
                 self.metrics.inc("vistelse_gateway_sink_deliveries_total", sink=self.sink.name)
             self.store.outbox_done(self.sink.name, [item])
+            self._count_order([item])

@@ -10,10 +10,12 @@ Nothing outside store/ touches SQL. A backend provides:
   so a PostgreSQL backend can make `device_state` lock the device row
   (SELECT ... FOR UPDATE) and run several gateway instances on an MQTT
   shared subscription without changing the pipeline;
-* an outbox per sink: `outbox_fetch` returns undelivered reports in commit
-  order, `outbox_done` / `outbox_dead` settle them. (SQLite keeps a cursor
-  per sink over the report log; a multi-writer backend keeps a row per
-  (sink, report) and fetches with FOR UPDATE SKIP LOCKED);
+* an outbox per sink: `outbox_fetch` returns undelivered reports, per device
+  in sequence order, a device's later ones held back while a lower one is
+  missing (at most `hold_s` seconds, order.py); `outbox_done` / `outbox_dead`
+  settle them. (SQLite takes the report log in past a cursor per sink; a
+  multi-writer backend keeps a row per (sink, report) and fetches with FOR
+  UPDATE SKIP LOCKED);
 * read models for the operator surface, retention, downlinks, and a
   hash-chained access log.
 """
@@ -150,7 +152,7 @@ class Store(abc.ABC):
 
     # outbox
     @abc.abstractmethod
-    def outbox_fetch(self, sink, limit): ...
+    def outbox_fetch(self, sink, limit, hold_s=0.0, now=None): ...
     @abc.abstractmethod
     def outbox_done(self, sink, items): ...
     @abc.abstractmethod

@@ -9,9 +9,11 @@ What keeps several writers correct (each instance has its own connections):
   last word on duplicates: two instances can never both store an interval.
 * outbox: one row per (sink, report) waiting. A sink worker claims *devices*
   (one `outbox_claim` row per sink and device, FOR UPDATE SKIP LOCKED), takes
-  their waiting reports in commit order and keeps the claim until it has
-  settled them, so another instance never delivers a later report of the same
-  device first. A worker that dies releases its claims with its connection.
+  their waiting reports in sequence order, held back behind a missing one
+  (order.py: outbox_mark keeps the device's mark), and keeps the claim until
+  it has settled them, so another instance never delivers a later report of
+  the same device first. A worker that dies releases its claims with its
+  connection (and the mark it moved rolls back with them).
 * access log: appends take a transaction-level advisory lock, so the hash
   chain has one head and consecutive ids whatever instance writes.
 * schema: versioned migrations (`vistelse gateway migrate`); an instance
@@ -26,6 +28,7 @@ import zlib
 import psycopg
 from psycopg.rows import dict_row
 
+from . import order
 from .base import Batch, Store, StoreError, downlink_outcome, hex_eui
 from .sql import SqlReadModels, SqlWrites, device_row
 
@@ -92,7 +95,14 @@ INSERT INTO meta VALUES ('registry_generation', '0');
 
 # (version, what it changes, SQL). Applied by `vistelse gateway migrate`, each in
 # one transaction; the version is recorded in schema_migrations.
-MIGRATIONS = [(1, "initial schema", SCHEMA_1)]
+MIGRATIONS = [(1, "initial schema", SCHEMA_1),
+              # each device's mark per sink (store/order.py), written only by the holder of its claim;
+              # not in outbox_claim, whose rows ingest inserts ON CONFLICT DO NOTHING: an update
+              # there would make ingest wait for the sink's delivery
+              (2, "per-device order towards the sinks", """
+CREATE TABLE outbox_mark (sink text NOT NULL, dev_eui text NOT NULL, next_seq bigint NOT NULL,
+  newest_at double precision NOT NULL, PRIMARY KEY (sink, dev_eui));
+""")]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 ID_BLOCK = 256
 
@@ -441,26 +451,43 @@ class PostgresStore(SqlReadModels, SqlWrites, Store):
         self._local.claim = None
         conn.execute("COMMIT" if commit else "ROLLBACK")
 
-    def outbox_fetch(self, sink, limit):
-        """Claim devices (SKIP LOCKED) and return their waiting reports in commit order;
-        the claim stays open on this thread's connection until they are all settled."""
+    def outbox_fetch(self, sink, limit, hold_s=0.0, now=None):
+        """Claim devices (SKIP LOCKED) whose oldest waiting report may go now and return
+        what may go, per device in sequence order (order.py); the claim stays open on this
+        thread's connection until they are all settled."""
+        now = time.time() if now is None else now
         conn = self._conn()
         self._end_claim(conn, commit=False)
         self._register_sink(conn, sink)
         conn.execute("BEGIN")
         try:
-            devices = [r["dev_eui"] for r in conn.execute(
+            # with a hold, only devices whose oldest waiting report may go (order.eligible)
+            held = (" JOIN reports r ON r.id = o.report_id LEFT JOIN outbox_mark m ON m.sink = o.sink AND"
+                    " m.dev_eui = o.dev_eui WHERE (" + order.eligible("%(cut)s") + ") AND") if hold_s > 0 else " WHERE"
+            claimed = [r["dev_eui"] for r in conn.execute(
                 "SELECT c.dev_eui FROM outbox_claim c WHERE c.sink=%(s)s AND EXISTS"
-                " (SELECT 1 FROM outbox o WHERE o.sink=%(s)s AND o.dev_eui=c.dev_eui)"
+                " (SELECT 1 FROM outbox o" + held + " o.sink=%(s)s AND o.dev_eui=c.dev_eui)"
                 " ORDER BY (SELECT min(o.report_id) FROM outbox o WHERE o.sink=%(s)s AND o.dev_eui=c.dev_eui)"
-                " LIMIT %(n)s FOR UPDATE SKIP LOCKED", {"s": sink, "n": limit})]
+                " LIMIT %(n)s FOR UPDATE SKIP LOCKED", {"s": sink, "n": limit, "cut": now - hold_s})]
+            claims = {eui: (None, None) for eui in claimed}
+            if claimed and hold_s > 0:
+                claims.update((r["dev_eui"], (r["next_seq"], r["newest_at"])) for r in conn.execute(
+                    "SELECT dev_eui, next_seq, newest_at FROM outbox_mark WHERE sink=%s AND dev_eui = ANY(%s)",
+                    (sink, claimed)))
             rows = []
-            if devices:
-                rows = conn.execute(
-                    "SELECT r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta FROM outbox o"
-                    " JOIN reports r ON r.id = o.report_id LEFT JOIN devices d ON d.dev_eui = r.dev_eui"
-                    " WHERE o.sink=%s AND o.dev_eui = ANY(%s) ORDER BY o.report_id LIMIT %s",
-                    (sink, devices, limit)).fetchall()
+            if claims:
+                columns = "r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta"
+                tables = (" FROM outbox o JOIN reports r ON r.id = o.report_id LEFT JOIN devices d"
+                          " ON d.dev_eui = r.dev_eui WHERE o.sink=%s AND o.dev_eui = ANY(%s)")
+                if hold_s > 0:      # each device's first `limit` by sequence number
+                    rows = conn.execute(
+                        "SELECT * FROM (SELECT " + columns + ", row_number() OVER (PARTITION BY r.dev_eui ORDER BY"
+                        " r.seq) AS nth" + tables + ") x WHERE nth <= %s ORDER BY dev_eui, seq",
+                        (sink, list(claims), limit)).fetchall()
+                else:
+                    rows = conn.execute("SELECT " + columns + tables + " ORDER BY o.report_id LIMIT %s",
+                                        (sink, list(claims), limit)).fetchall()
+                rows = order.release_all(claims, rows, now, hold_s, limit)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -472,7 +499,13 @@ class PostgresStore(SqlReadModels, SqlWrites, Store):
             r["device_meta"] = r["device_meta"] or {}
         return rows
 
-    def _settle(self, sink, ids, dead=None):
+    def _mark(self, conn, sink, items):
+        for eui, (mark, newest) in order.marks_after(items).items():
+            conn.execute("INSERT INTO outbox_mark VALUES (%s, %s, %s, %s) ON CONFLICT (sink, dev_eui) DO UPDATE"
+                         " SET next_seq = greatest(outbox_mark.next_seq, excluded.next_seq),"
+                         " newest_at = greatest(outbox_mark.newest_at, excluded.newest_at)", (sink, eui, mark, newest))
+
+    def _settle(self, sink, ids, dead=None, items=()):
         conn = self._conn()
         claim = getattr(self._local, "claim", None)
         if claim is not None and claim["sink"] == sink:
@@ -481,6 +514,7 @@ class PostgresStore(SqlReadModels, SqlWrites, Store):
                              (sink, dead[0], dead[1], time.time()))
                 return
             conn.execute("DELETE FROM outbox WHERE sink=%s AND report_id = ANY(%s)", (sink, ids))
+            self._mark(conn, sink, items)
             conn.execute("INSERT INTO outbox_delivered VALUES (%s, %s, %s) ON CONFLICT (sink) DO UPDATE"
                          " SET n = outbox_delivered.n + excluded.n, updated_at = excluded.updated_at",
                          (sink, len(ids), time.time()))
@@ -494,10 +528,11 @@ class PostgresStore(SqlReadModels, SqlWrites, Store):
                              (sink, dead[0], dead[1], time.time()))
             else:
                 conn.execute("DELETE FROM outbox WHERE sink=%s AND report_id = ANY(%s)", (sink, ids))
+                self._mark(conn, sink, items)
 
     def outbox_done(self, sink, items):
         if items:
-            self._settle(sink, [item["id"] for item in items])
+            self._settle(sink, [item["id"] for item in items], items=items)
 
     def outbox_dead(self, sink, item, reason):
         self._settle(sink, None, dead=(item["id"], str(reason)[:500]))

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 
+from . import order
 from .base import Batch, Store, StoreError, downlink_outcome, hex_eui
 from .sql import SqlReadModels, SqlWrites, device_row
 
@@ -66,7 +67,14 @@ CREATE TABLE IF NOT EXISTS access_log (
 """
 # (version, what it changes, script). A database is brought up to date when it is
 # opened: one embedded instance, so upgrading is replacing the code and restarting.
-MIGRATIONS = [(1, "initial schema", SCHEMA)]
+MIGRATIONS = [(1, "initial schema", SCHEMA),
+              (2, "per-device order towards the sinks (store/order.py)", """
+CREATE TABLE IF NOT EXISTS outbox_wait (
+  sink TEXT NOT NULL, report_id INTEGER NOT NULL, dev_eui TEXT NOT NULL, PRIMARY KEY (sink, report_id));
+CREATE INDEX IF NOT EXISTS outbox_wait_device ON outbox_wait (sink, dev_eui, report_id);
+CREATE TABLE IF NOT EXISTS outbox_order (sink TEXT NOT NULL, dev_eui TEXT NOT NULL, next_seq INTEGER,
+  newest_at REAL, PRIMARY KEY (sink, dev_eui));
+""")]
 _STATE_JSON = json.JSONEncoder(separators=(",", ":")).encode     # json.dumps would build an encoder per call
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _hex = hex_eui
@@ -371,33 +379,61 @@ class SqliteStore(SqlReadModels, SqlWrites, Store):
             raise
 
     # -- outbox -------------------------------------------------------------
+    # A report waits for a sink in outbox_wait, taken in from the report log past the
+    # sink's cursor when the sink's worker fetches; outbox_order keeps each device's
+    # mark, so late intervals go out in sequence order (order.py).
     def _cursor(self, db, sink):
         row = db.execute("SELECT position FROM outbox_cursor WHERE sink=?", (sink,)).fetchone()
         return row[0] if row else 0
 
-    def outbox_fetch(self, sink, limit):
+    def outbox_fetch(self, sink, limit, hold_s=0.0, now=None):
+        now = time.time() if now is None else now
         db = self._conn()
         pos = self._cursor(db, sink)
-        rows = db.execute(
-            "SELECT r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta FROM reports r"
-            " LEFT JOIN devices d ON d.dev_eui = r.dev_eui WHERE r.id > ? ORDER BY r.id LIMIT ?",
-            (pos, limit)).fetchall()
-        items = []
-        for row in rows:
-            item = dict(row)
+        if db.execute("SELECT 1 FROM reports WHERE id > ? LIMIT 1", (pos,)).fetchone():
+            with self._tx(db):
+                pos = self._cursor(db, sink)
+                last = db.execute("SELECT max(id) FROM reports").fetchone()[0]
+                db.execute("INSERT OR IGNORE INTO outbox_wait (sink, report_id, dev_eui) SELECT ?, id, dev_eui"
+                           " FROM reports WHERE id > ? AND id <= ?", (sink, pos, last))
+                db.execute("INSERT INTO outbox_cursor (sink, position, updated_at) VALUES (?,?,?) ON CONFLICT (sink)"
+                           " DO UPDATE SET position=excluded.position, updated_at=excluded.updated_at",
+                           (sink, last, now))
+        marks = {r[0]: (r[1], r[2]) for r in db.execute("SELECT dev_eui, next_seq, newest_at FROM outbox_order"
+                                                        " WHERE sink=?", (sink,))}
+        # the devices whose oldest waiting report may go now (with a hold: order.eligible), oldest first
+        held = (" JOIN reports r ON r.id = w.report_id LEFT JOIN outbox_order m ON m.sink = w.sink AND"
+                " m.dev_eui = w.dev_eui WHERE (%s) AND" % order.eligible("?")) if hold_s > 0 else " WHERE"
+        devices = [r[0] for r in db.execute(
+            "SELECT w.dev_eui FROM outbox_wait w" + held + " w.sink=? GROUP BY w.dev_eui ORDER BY min(w.report_id)"
+            " LIMIT ?", ((now - hold_s,) if hold_s > 0 else ()) + (sink, limit))]
+        if not devices:
+            return []
+        columns = "r.*, d.name AS device_name, d.site AS site, d.meta AS device_meta"
+        tables = (" FROM outbox_wait w JOIN reports r ON r.id = w.report_id LEFT JOIN devices d ON d.dev_eui ="
+                  " r.dev_eui WHERE w.sink=? AND w.dev_eui IN (%s)" % ",".join("?" * len(devices)))
+        if hold_s > 0:              # each device's first `limit` by sequence number
+            rows = db.execute("SELECT * FROM (SELECT " + columns + ", row_number() OVER (PARTITION BY r.dev_eui"
+                              " ORDER BY r.seq) AS nth" + tables + ") WHERE nth <= ? ORDER BY dev_eui, seq",
+                              [sink] + devices + [limit]).fetchall()
+        else:
+            rows = db.execute("SELECT " + columns + tables + " ORDER BY w.report_id LIMIT ?",
+                              [sink] + devices + [limit]).fetchall()
+        items = order.release_all(marks, [dict(r) for r in rows], now, hold_s, limit)
+        for item in items:
             item["data"] = json.loads(item["data"])
             item["device_meta"] = json.loads(item["device_meta"] or "{}")
-            items.append(item)
         return items
 
     def outbox_done(self, sink, items):
         if not items:
             return
-        last = max(item["id"] for item in items)
         with self._tx() as db:
-            db.execute("INSERT INTO outbox_cursor (sink, position, updated_at) VALUES (?,?,?) ON CONFLICT (sink)"
-                       " DO UPDATE SET position=max(position, excluded.position), updated_at=excluded.updated_at",
-                       (sink, last, time.time()))
+            db.executemany("DELETE FROM outbox_wait WHERE sink=? AND report_id=?", [(sink, i["id"]) for i in items])
+            for eui, (mark, newest) in order.marks_after(items).items():
+                db.execute("INSERT INTO outbox_order (sink, dev_eui, next_seq, newest_at) VALUES (?,?,?,?) ON CONFLICT"
+                           " (sink, dev_eui) DO UPDATE SET next_seq = max(coalesce(next_seq, 0), excluded.next_seq),"
+                           " newest_at = max(coalesce(newest_at, 0), excluded.newest_at)", (sink, eui, mark, newest))
 
     def outbox_dead(self, sink, item, reason):
         with self._tx() as db:
@@ -407,12 +443,13 @@ class SqliteStore(SqlReadModels, SqlWrites, Store):
     def outbox_stats(self, sinks, now):
         db = self._conn()
         out = {}
-        last = db.execute("SELECT max(id) FROM reports").fetchone()[0] or 0
         for sink in sinks:
             pos = self._cursor(db, sink)
-            depth = db.execute("SELECT count(*) FROM reports WHERE id > ?", (pos,)).fetchone()[0] if pos < last else 0
-            oldest = db.execute("SELECT stored_at FROM reports WHERE id > ? ORDER BY id LIMIT 1", (pos,)).fetchone()
+            new = db.execute("SELECT count(*), min(stored_at) FROM reports WHERE id > ?", (pos,)).fetchone()
+            wait = db.execute("SELECT count(*), min(r.stored_at) FROM outbox_wait w JOIN reports r ON r.id = w.report_id"
+                              " WHERE w.sink=?", (sink,)).fetchone()
+            oldest = min([t for t in (new[1], wait[1]) if t is not None] or [None]) if (new[0] or wait[0]) else None
             dead = db.execute("SELECT count(*) FROM outbox_dead WHERE sink=?", (sink,)).fetchone()[0]
-            out[sink] = {"depth": depth, "age_s": (now - oldest[0]) if oldest else 0.0, "dead": dead,
+            out[sink] = {"depth": new[0] + wait[0], "age_s": (now - oldest) if oldest else 0.0, "dead": dead,
                          "position": pos}
         return out

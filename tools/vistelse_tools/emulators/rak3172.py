@@ -296,14 +296,17 @@ class Rak3172(Dialect):
                 self.sending = True
                 self.later(3000, self._sent, confirmed, False, False)
                 return
-            done_ms, down, acked = self.session.uplink(int(port_text), data, confirmed)
+            done_ms, heard, acked = self.session.uplink(int(port_text), data, confirmed)
             self.say("OK")
             self.sending = True
-            if down is not None:
-                self.later(done_ms - 1200, self._downlink, down)
+            if heard:
+                self.later(done_ms - 1200, self._downlink)
             self.later(done_ms, self._sent, confirmed, acked, True)
 
-    def _downlink(self, down):
+    def _downlink(self):
+        down = self.session.receive()         # RX1 opens: whatever the network has queued now
+        if down is None:
+            return
         port, data = down[0], down[1]
         if self.style == "rui3v3":
             self.say("+EVT:RX_1, RSSI -87, SNR 6")

@@ -191,7 +191,8 @@ class Session:
 
     def uplink(self, fport, data, confirmed=False):
         """Put an uplink on air (check() said OK). Returns
-        (ms until the RX windows are over, downlink or None, acked)."""
+        (ms until the RX windows are over, heard, acked); when heard, the
+        dialect asks receive() for a downlink as its RX1 window opens."""
         t_us = self._transmit(len(data) + self.fopts, 13)
         self.fopts = 0
         up = {"dev_eui": self.dev_eui, "fport": fport, "data": bytes(data), "fcnt": self.fcnt_up,
@@ -202,21 +203,31 @@ class Session:
             self.lost.append(up)
             if self.rng.chance(self.mac_rate):
                 self.fopts = 3 + self.rng.next() % 8
-            return t_us // 1000 + RX2_DELAY_MS + 200, None, not confirmed
+            return t_us // 1000 + RX2_DELAY_MS + 200, False, not confirmed
         if self.on_uplink:
             self.on_uplink(up)
+        acked = not confirmed or not self.rng.chance(self.ack_fail_rate)
+        if self.rng.chance(self.mac_rate):
+            self.fopts = 3 + self.rng.next() % 8      # e.g. LinkADRAns, DevStatusAns, ...
+        return t_us // 1000 + RX2_DELAY_MS + 200, True, acked
+
+    def receive(self):
+        """The downlink for the receive window now opening after a heard uplink,
+        or None. The network server reads the device's queue between handing the
+        uplink to the application and RX1, so a downlink the application queued
+        meanwhile goes in this window (ChirpStack v4 network.get_downlink_data_delay,
+        chirpstack/src/cmd/configfile.rs: "an end-application has more time to
+        schedule a downlink queue item which can be processed within the same
+        uplink / downlink transaction")."""
         down = None
         if self.queued:
             down = self.queued.pop(0)
         elif self.downlink_source is not None:
             down = self.downlink_source(self.dev_eui)
-        acked = not confirmed or not self.rng.chance(self.ack_fail_rate)
         if down is not None:
             down = (down[0], bytes(down[1]))
             self.fcnt_down += 1
-        if self.rng.chance(self.mac_rate):
-            self.fopts = 3 + self.rng.next() % 8      # e.g. LinkADRAns, DevStatusAns, ...
-        return t_us // 1000 + RX2_DELAY_MS + 200, down, acked
+        return down
 
     def queue_downlink(self, fport, data):
         self.queued.append((fport, bytes(data)))

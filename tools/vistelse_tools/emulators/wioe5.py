@@ -196,7 +196,7 @@ class WioE5(Dialect):
             return
         self.say("+%s: Start" % key)
         self.sending = True
-        self.later(self.session.flush_mac(), self._done, key, None, False)
+        self.later(self.session.flush_mac(), self._done, key, False, False)
 
     def _send(self, key, arg):
         data = parse_hex(arg or "")
@@ -217,15 +217,16 @@ class WioE5(Dialect):
             self.say("+%s: Length error %d" % (key, self.session.app_room()))
         else:
             confirmed = key == "CMSGHEX"
-            done_ms, down, acked = self.session.uplink(self.port, data, confirmed)
+            done_ms, heard, acked = self.session.uplink(self.port, data, confirmed)
             self.say("+%s: Start" % key)
             self.sending = True
             if confirmed:
                 self.say("+%s: Wait ACK" % key)
-            self.later(done_ms, self._done, key, down, confirmed and acked)
+            self.later(done_ms, self._done, key, heard, confirmed and acked)
 
-    def _done(self, key, down, acked):
+    def _done(self, key, heard, acked):
         self.sending = False
+        down = self.session.receive() if heard else None
         if acked:
             self.say("+%s: ACK Received" % key)
         if down is not None:
