@@ -16,7 +16,6 @@ import os
 
 import pytest
 
-from board_files import board_facts
 from vistelse_tools import board_memory, deploy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_a_day_of_the_node_fits_every_board_that_supports_the_sensor(sensor):
     modules = board_memory.module_ram("esp32_devkitc")
     board, heap = board_memory.tightest_board(sensor, modules)
-    boards = [b for b in sorted(deploy.BOARDS) if sensor in board_facts(b)["SENSORS"]]
+    boards = [b for b in sorted(deploy.BOARDS) if sensor in deploy.board_facts(b)["SENSORS"]]
     assert board in boards and all(board_memory.node_heap(b, modules) >= heap for b in boards)
     fig = board_memory.measure(sensor, board, hours=24, outage_h=12, free_heap=heap)
     print("\n%s: %s" % (sensor, fig))
@@ -57,8 +56,8 @@ def test_a_heap_too_small_for_the_node_is_caught():
 
 def test_boards_that_cannot_hold_a_node_say_so():
     """The ToF node needs PSRAM on an ESP32; the F446 holds no node at all."""
-    assert "vl53l5cx" not in board_facts("esp32_devkitc")["SENSORS"]
-    assert board_facts("nucleo_f446re")["SENSORS"] == ()
+    assert "vl53l5cx" not in deploy.board_facts("esp32_devkitc")["SENSORS"]
+    assert deploy.board_facts("nucleo_f446re")["SENSORS"] == ()
 
 
 def test_the_manifest_freezes_what_deploy_compiles():

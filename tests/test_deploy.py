@@ -10,9 +10,9 @@ import zipfile
 import pytest
 
 from vistelse_tools import deploy
+from vistelse_tools.deploy import board_facts
 from vistelse_tools.virtual_board import VirtualBoard
 
-from board_files import board_facts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODE_WDT_MS = board_facts("esp32_devkitc")["WDT_TIMEOUT_MS"]

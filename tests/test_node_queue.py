@@ -28,16 +28,21 @@ class Journal:
         self.append_in_flight = None
 
 
+def append_journalled(queue, journal, i):
+    """Append interval i, the journal knowing it is in flight until the queue returns its seq."""
+    journal.append_in_flight = i
+    seq = queue.append(interval(i), 60, tot_after(i))
+    journal.append_in_flight = None
+    journal.appended[seq] = i
+    return seq
+
+
 def run_scenario(fs, journal, n=14, max_records=4, compact_bytes=700):
     queue = q.Queue(fs, max_records=max_records, compact_bytes=compact_bytes)
     start = queue.next_seq
     for k in range(n):
         i = start + k
-        journal.append_in_flight = i
-        seq = queue.append(interval(i), 60, tot_after(i))
-        journal.append_in_flight = None
-        assert seq == i
-        journal.appended[seq] = i
+        assert append_journalled(queue, journal, i) == i
         if k % 4 == 3:
             batch = queue.batch(3)
             upto = batch[-1][q.SEQ] + batch[-1][q.SPAN]
@@ -302,10 +307,7 @@ def run_receipts(fs, journal, gw, n=16):
     start = queue.next_seq
     for k in range(n):
         i = start + k
-        journal.append_in_flight = i
-        seq = queue.append(interval(i), 60, tot_after(i))
-        journal.append_in_flight = None
-        journal.appended[seq] = i
+        append_journalled(queue, journal, i)
         batch = queue.batch(2)
         if batch and k % 2 == 1:
             queue.mark_sent(batch)

@@ -28,10 +28,10 @@ from vistelse_node.sensors.ld2450 import LD2450, LD2450Error
 from vistelse_node.sensors.vl53l5cx import VL53L5CX, VL53L5CXError, zone_map
 from vistelse_tools import record as host_record
 from vistelse_tools import simulate
+from vistelse_tools.deploy import board_facts
 from vistelse_tools.emulators import ld2450 as radar_emulator
 from vistelse_tools.recording import RecordingError, read_recording
 
-from board_files import board_facts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = os.path.join(ROOT, "firmware")

@@ -62,7 +62,7 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    cfg = config_mod.load_for('vistelse downlink', args.config)
+    cfg = config_mod.load_for("vistelse downlink", args.config)
     if cfg is None:
         return 2
     eui = args.dev_eui.lower()

@@ -266,7 +266,7 @@ def device_command(store, args, out):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    cfg = config_mod.load_for('vistelse gateway', args.config)
+    cfg = config_mod.load_for("vistelse gateway", args.config)
     if cfg is None:
         return 2
     _setup_logging(cfg["gateway"]["log_level"])

@@ -48,6 +48,9 @@ from .micropython import run_micropython
 
 EMULATORS = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "emulators")
 SCENE = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "board_scene.py")
+# beside the firmware on the simulated board: the modem's emulator and the day of frames
+RIG_FILES = [(EMULATORS, "/flash/lib/emulators"), (SCENE, "/flash/lib/board_scene.py")]
+FRAME_MS = {"ld2450": 100, "vl53l5cx": 67}       # the LD2450 reports at 10 Hz, the ToF node ranges at 15 Hz
 DEV = "70b3d57ed0000099"
 
 # Set-up as top-level calls, so that what one leaves as garbage (the
@@ -292,14 +295,12 @@ def measure(sensor, board=None, hours=24.0, outage_h=12.0, chunk=1, interval_s=3
         node_json = os.path.join(work, "node.json")
         with open(node_json, "w") as f:
             json.dump(nf, f)
-        files = [(h, b) for h, b in files] + [(EMULATORS, "/flash/lib/emulators"), (SCENE, "/flash/lib/board_scene.py"),
-                                              (rec, "/flash/scene.rec.jsonl"),
-                                              (node_json, "/flash/node.json")]
+        files = files + RIG_FILES + [(rec, "/flash/scene.rec.jsonl"), (node_json, "/flash/node.json")]
         heapsize = sized_heap(free_heap, files)
         day_ms = int(hours * 3600000)
         params = {"dev": DEV, "extra_imports": EXTRA_IMPORTS[sensor], "empty": EMPTY[sensor], "day_ms": day_ms,
                   "outage_ms": int(outage_h * 3600000), "busy": busy_windows(hours, busy_share),
-                  "frame_ms": 100 if sensor == "ld2450" else 67, "quiet_ms": quiet_ms}
+                  "frame_ms": FRAME_MS[sensor], "quiet_ms": quiet_ms}
         out = run_micropython([RUNTIME, EMULATOR % params, HEAP_GIVEN, SETUP % params, STARTED],
                               step=STEP % {"chunk": chunk, "new_split": NEW_SPLIT, "mark": LIVE_MARK}, repeat=10 ** 7,
                               timeout=timeout, heapsize=heapsize, files=files)

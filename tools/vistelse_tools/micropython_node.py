@@ -24,13 +24,9 @@ import os
 import shutil
 import tempfile
 
-from . import REPO_ROOT
-from .board_memory import EMPTY, EXTRA_IMPORTS, compiled_files
+from .board_memory import EMPTY, EXTRA_IMPORTS, FRAME_MS, RIG_FILES, compiled_files
 from .micropython import MicroPythonError
 from .virtual_board import VirtualBoard
-
-EMULATORS = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "emulators")
-SCENE_MODULE = os.path.join(REPO_ROOT, "tools", "vistelse_tools", "board_scene.py")
 
 SETUP = r"""
 import json, binascii, os
@@ -105,11 +101,10 @@ class MicroPythonNode:
             with open(nf, "w") as f:
                 json.dump(node_file, f)
             self.board = VirtualBoard().start()
-            self.board.load(files + [(EMULATORS, "/flash/lib/emulators"), (SCENE_MODULE, "/flash/lib/board_scene.py"),
-                                     (scene_path, "/flash/scene.rec.jsonl"), (nf, "/flash/node.json")])
+            self.board.load(files + RIG_FILES + [(scene_path, "/flash/scene.rec.jsonl"), (nf, "/flash/node.json")])
             self._exec(SETUP % {"extra_imports": EXTRA_IMPORTS[sensor], "session_kw": repr(dict(session_kw or {})),
                                 "busy": [list(w) for w in busy], "empty": EMPTY[sensor], "quiet_ms": quiet_ms,
-                                "period_ms": period_ms, "frame_ms": 100 if sensor == "ld2450" else 67})
+                                "period_ms": period_ms, "frame_ms": FRAME_MS[sensor]})
         except BaseException:
             self.stop()
             raise

@@ -98,7 +98,7 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    cfg = config_mod.load_for('vistelse documents', args.config)
+    cfg = config_mod.load_for("vistelse documents", args.config)
     if cfg is None:
         return 2
     store = open_store(cfg["store"])
