@@ -289,12 +289,20 @@ class Pipeline:
         """End every visit now (the end of a recording, or a reconfiguration)."""
         self._settle_standing()
         for tr in self.tracker.tracks:
+            if tr.standing and tr.confirmed:
+                # held standing (the radar drops people who stand still): as in
+                # person-seconds, they are there until now
+                for z in range(len(self.zones)):
+                    if tr.visit_start[z] is not None and self.zones[z].inside(tr.x, tr.y):
+                        tr.last_inside[z] = t
             self._end(tr, t)
         self.tracker.tracks = []
 
     def close_interval(self, t):
         """Aggregates of the interval ending at t; visits still going on carry over."""
         self._settle_standing()
+        if self.tof is None:
+            self._end_left_visits()
         interval = self.agg.close()
         # people counted so far whose track lives on: after a restart the
         # tracker no longer knows them and may count them again (release.py)
@@ -304,6 +312,18 @@ class Pipeline:
                 present += 1
         interval["present"] = present
         return interval
+
+    def _end_left_visits(self):
+        # A visit whose person was seen outside its zone in the last frame has
+        # ended, unless they come back within VISIT_BRIDGE_MS; its dwell
+        # belongs to the interval in which they left (the truth's convention),
+        # not to the next one, in which the bridge would run out.
+        t = self.t_last
+        for tr in self.tracker.tracks:
+            if tr.confirmed and tr.t == t:
+                for z in range(len(self.zones)):
+                    if tr.visit_start[z] is not None and tr.last_inside[z] != t:
+                        self._visit_end(tr, z)
 
     def _settle_standing(self):
         # A person held standing (the radar drops people who stand still, and
