@@ -174,6 +174,7 @@ class Tracker:
         self._matched = bytearray(params.max_tracks + 16)   # new tracks come after the matching
         self._spare = []
         self.t_prev = None            # time of the previous update
+        self.n_prev = 0               # detections in the previous update
 
     def update(self, dets, n, t, in_zone):
         """dets[0:n] are [x, y, height]; in_zone(x, y) tells whether a point
@@ -252,9 +253,12 @@ class Tracker:
         self._spare = self.tracks
         self.tracks = keep
         # someone new while the sensor reports all it can may have been hidden
-        # before (not in the first frame: nobody was looked for before it)
-        full = p.full_n > 0 and n >= p.full_n and self.t_prev is not None
+        # before -- if it already did so in the frame before: with fewer shown
+        # then, they would have been among those shown (and not in the first
+        # frame: nobody was looked for before it)
+        full = p.full_n > 0 and n >= p.full_n and self.n_prev >= p.full_n
         self.t_prev = t
+        self.n_prev = n
         for di in range(n):
             if not used[di] and len(self.tracks) < p.max_tracks:
                 d = dets[di]
