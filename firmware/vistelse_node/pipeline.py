@@ -132,13 +132,20 @@ class Pipeline:
                 if tr.t == t and tr.confirmed:
                     if inside:
                         known += 1
-                        tr.last_inside[z] = t
                         if tr.visit_start[z] is None:
-                            # a visit counts once its person is seen inside, dated from
-                            # the first frame inside (tentative or coasting, too)
-                            tr.visit_start[z] = t if tr.first_inside[z] is None else tr.first_inside[z]
-                            self._event(tr)
-                            agg.visit_started(z)
+                            if tr.cut & (1 << z) and ticks_diff(t, tr.last_inside[z]) < aggregate.VISIT_BRIDGE_MS:
+                                # back within the bridge after an interval's close ended
+                                # the visit (_end_left_visits): the same visit, counted,
+                                # its dwell given
+                                tr.visit_start[z] = t
+                            else:
+                                # a visit counts once its person is seen inside, dated from
+                                # the first frame inside (tentative or coasting, too)
+                                tr.cut &= ~(1 << z)
+                                tr.visit_start[z] = t if tr.first_inside[z] is None else tr.first_inside[z]
+                                self._event(tr)
+                                agg.visit_started(z)
+                        tr.last_inside[z] = t
                     if tr.held_ms[z] or tr.occ_peak[z]:
                         agg.settle(z, tr.held_ms[z], tr.occ_peak[z])
                         tr.held_ms[z] = 0
@@ -254,7 +261,10 @@ class Pipeline:
     def _visit_end(self, tr, z, extra_ms=0):
         # the visit lasted until the frame after the last one inside
         period = 100 if self.sensor == "ld2450" else 67
-        self.agg.visit_ended(z, ticks_diff(tr.last_inside[z], tr.visit_start[z]) + period + extra_ms)
+        if tr.cut & (1 << z):
+            tr.cut &= ~(1 << z)               # resumed after _end_left_visits: dwell given then
+        else:
+            self.agg.visit_ended(z, ticks_diff(tr.last_inside[z], tr.visit_start[z]) + period + extra_ms)
         tr.visit_start[z] = None
         tr.first_inside[z] = None
 
@@ -324,6 +334,7 @@ class Pipeline:
                 for z in range(len(self.zones)):
                     if tr.visit_start[z] is not None and tr.last_inside[z] != t:
                         self._visit_end(tr, z)
+                        tr.cut |= 1 << z          # if they come back within the bridge, the same visit
 
     def _settle_standing(self):
         # A person held standing (the radar drops people who stand still, and

@@ -49,6 +49,7 @@ class Track:
         # presence not yet known (tentative, or held after its person was
         # lost): settled when the track is next seen confirmed, else dropped
         self.held_ms = [0] * n_zones
+        self.cut = 0                            # zones (bits) whose visit an interval's close ended (Pipeline)
         self.occ_peak = [0] * n_zones           # largest occupancy it was part of meanwhile
         self.here = False                       # inside the zone being evaluated (scratch)
         self.hidden = False                     # lost while the radar was full (Tracker.update)
