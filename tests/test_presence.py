@@ -89,10 +89,13 @@ def check(sensor, got, true_ms, frames_off=1, rim_in_mm=0):
     person_ms = person_ms + [0] * (n - len(person_ms))
     true_ms = true_ms + [0] * (n - len(true_ms))
     assert -period - rim_in_mm <= sum(person_ms) - sum(true_ms) <= period, (person_ms, true_ms)
-    # nothing held is left in an interval the person was no longer in
+    # nothing held is left in an interval the person was no longer in (one
+    # frame next to an interval they were in: entering or leaving within a
+    # frame of the boundary, the filtered position a few mm off the truth's)
     for k in range(n):
         if true_ms[k] == 0:
-            assert person_ms[k] == 0, (k, person_ms, true_ms)
+            beside = (k > 0 and true_ms[k - 1]) or (k + 1 < n and true_ms[k + 1])
+            assert person_ms[k] <= (period if beside else 0), (k, person_ms, true_ms)
     assert max(peaks) == 1
     assert len(durations) == 1 and -period - rim_in_mm <= durations[0] - sum(true_ms) <= period, (durations, true_ms)
 
@@ -104,6 +107,7 @@ SETTINGS = dict(deadline=None, max_examples=25, suppress_health_check=[HealthChe
 
 @settings(**SETTINGS)
 @given(vanish=st.one_of(st.none(), st.floats(0.4, 0.6)), **CASES)
+@example(vanish=None, speed=1946, offset=0, t0=9.1328125, seed=0, reverse=True)   # enters 0.1 s after a boundary
 def test_radar_walker_contributes_their_time_in_the_zone(speed, offset, t0, seed, reverse, vanish):
     # the radar's limits without its position noise: the accounting alone
     header, frames, true_ms = case("ld2450", speed, offset, t0, vanish, seed, reverse, sim.QuietRadarModel)
