@@ -38,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from vistelse_gateway.config import MQTT_CLIENT
 from vistelse_gateway.store import open_store
 from vistelse_gateway.store.sqlite import SqliteStore
 from vistelse_gateway.testing import (APP_ID, KEY, Mosquitto, Postgres, chirpstack_uplink, cs_json, cs_topic, frame,
@@ -74,11 +75,11 @@ def publish_all(port, messages):
         raise RuntimeError("the broker did not acknowledge every message")
 
 
-def session(port, client_id, on_message=None):
+def session(port, client_id, receive_maximum, on_message=None):
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
-    props.ReceiveMaximum = 1000
+    props.ReceiveMaximum = receive_maximum
     subscribed = threading.Event()
     c.on_subscribe = lambda *a: subscribed.set()
     c.on_connect = lambda cl, u, f, rc, p=None: cl.subscribe(TOPIC, qos=1)
@@ -105,9 +106,9 @@ def cpu_seconds(pid):
     return own, sum(cpu_seconds(c)[0] for c in children)
 
 
-def bare_drain(port, messages):
+def bare_drain(port, messages, receive_maximum):
     # create the persistent session, go offline, let the backlog queue up, then drain
-    c, sub = session(port, "bench-bare")
+    c, sub = session(port, "bench-bare", receive_maximum)
     sub.wait(10)
     c.disconnect()
     c.loop_stop()
@@ -121,7 +122,7 @@ def bare_drain(port, messages):
         if len(times) == n:
             done.set()
     cpu0 = time.process_time()
-    c, _ = session(port, "bench-bare", on_message)
+    c, _ = session(port, "bench-bare", receive_maximum, on_message)
     done.wait(600)
     cpu = time.process_time() - cpu0
     c.disconnect()
@@ -167,8 +168,7 @@ class Gateways:
                     f.write('shared_group = "bench"\n')
                 else:
                     f.write('client_id = "bench-gateway"\n')
-                if args.receive_maximum:
-                    f.write("receive_maximum = %d\n" % args.receive_maximum)
+                f.write("receive_maximum = %d\n" % args.receive_maximum)
             self.cmds.append([sys.executable, "-m", "vistelse_gateway.service", "--config", cfg])
 
     def count(self, sql="SELECT count(*) FROM reports"):
@@ -300,7 +300,9 @@ def main():
     ap.add_argument("--instances", type=int, default=1, help="gateway processes (postgres only for more than 1)")
     ap.add_argument("--live-rate", type=float, default=1000.0, help="messages/s in the latency phase")
     ap.add_argument("--live-messages", type=int, default=5000, help="messages in the latency phase (0: skip)")
-    ap.add_argument("--receive-maximum", type=int, help="[[source]] receive_maximum (MQTT v5 in-flight window)")
+    ap.add_argument("--receive-maximum", type=int, default=MQTT_CLIENT["receive_maximum"]["default"],
+                    help="[[source]] receive_maximum (MQTT v5 in-flight window), the bare subscriber's too "
+                         "(default: the gateway's)")
     ap.add_argument("--profile", metavar="FILE", help="record the first gateway with py-spy (collapsed stacks)")
     args = ap.parse_args()
     if args.instances > 1 and args.store != "postgres":
@@ -311,7 +313,7 @@ def main():
     broker = Mosquitto().start()
     pg = Postgres().start() if args.store == "postgres" else None
     try:
-        bare = bare_drain(broker.port, [(t, b) for t, b, _ in backlog])
+        bare = bare_drain(broker.port, [(t, b) for t, b, _ in backlog], args.receive_maximum)
         gws = Gateways(broker.port, euis, work, args, pg)
         gw = gateway_drain(broker.port, [(t, b) for t, b, _ in backlog], gws)
         latency = live_latency(broker.port, live, gws, args.live_rate) if live else None

@@ -74,7 +74,9 @@ MQTT_CLIENT = {      # mqttutil.make_client / connect_properties
     "protocol": one_of(("5", "3.1.1"), "5"), "keepalive": integer(5, 3600, 30),
     "reconnect_min_s": number(0.1, 3600, 1), "reconnect_max_s": number(0.1, 86400, 60),
     "max_inflight": integer(1, 65535, 1000), "session_expiry_s": integer(0, 2 ** 32 - 1, 7 * 24 * 3600),
-    "receive_maximum": integer(1, 65535, 1000),
+    # MQTT v5 in-flight window: at least a few times [ingest] batch_max, so the broker keeps sending while
+    # one batch commits and the next is decoded (docs/performance.md)
+    "receive_maximum": integer(1, 65535, 4000),
 }
 SOURCE = dict(MQTT_CLIENT, **{
     "type": one_of(SOURCE_TYPES), "name": string(minLength=1), "qos": one_of((0, 1, 2), 1),

@@ -43,5 +43,5 @@ def connect_properties(cfg, clean=False):
     props = Properties(PacketTypes.CONNECT)
     if not clean:
         props.SessionExpiryInterval = int(cfg.get("session_expiry_s", 7 * 24 * 3600))
-    props.ReceiveMaximum = int(cfg.get("receive_maximum", 1000))
+    props.ReceiveMaximum = int(cfg.get("receive_maximum", 4000))
     return props

@@ -23,7 +23,7 @@ from . import config as config_mod
 from .forward import OutboxWorker, build_sinks
 from .ingest.mqtt_source import MqttSource
 from .metrics import Metrics
-from .pipeline import Pipeline
+from .pipeline import Pipeline, tune_gc
 from .receipts import hold_back_s
 from .sdnotify import notify, watchdog_interval
 from .store import StoreError, open_store
@@ -90,6 +90,7 @@ class Gateway:
             w.start()
         if self.web:
             self.web.start()
+        tune_gc()       # everything is loaded: nothing created so far needs collecting
         for s in self.sources:
             s.start()
 
