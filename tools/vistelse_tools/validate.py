@@ -32,6 +32,7 @@ PARAMETERS = (
     ("vistelse_node.track", "TOF.grace_ms", (500, 700, 900), "vl53l5cx"),
     ("vistelse_node.detect.tof", "HEAD_IN_VIEW_MM", (400, 500, 600), "vl53l5cx"),
     ("vistelse_node.detect.tof", "SPREAD_SIGMAS", (2, 3, 4, 6), "vl53l5cx"),
+    ("vistelse_node.detect.tof", "SEPARATION_MM", (250, 300, 350), "vl53l5cx"),
     ("vistelse_node.pipeline", "CLASS_MARGIN_MM", (0, 50, 100), "vl53l5cx"),
 )
 OBJECTIVE = {"ld2450": ("person_s", "line_in", "line_out", "dwell"),

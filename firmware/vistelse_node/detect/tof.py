@@ -25,7 +25,7 @@ LEARN_FRAMES = 15              # 1 s at 15 Hz: the floor, before anyone counts
 NOISE_REL = 0.01
 NOISE_MM = 5
 NOISE_SIGMAS = 6
-SEPARATION_MM = 300           # two heads are at least this far apart: closer peaks
+SEPARATION_MM = 350           # two heads are at least this far apart: closer peaks
                                # are one person (head and the side of the body)
 HEAD_MM = 200                 # a head is about this wide: the top of one is the
                                # highest surface within this distance
