@@ -26,7 +26,9 @@ NOISE_REL = 0.01
 NOISE_MM = 5
 NOISE_SIGMAS = 6
 SEPARATION_MM = 350           # two heads are at least this far apart: closer peaks
-                               # are one person (head and the side of the body)
+                               # are one person (head and shoulder, or a body's two
+                               # shoulders, 0.3 m apart as measured, when its head is
+                               # out of view)
 HEAD_MM = 200                 # a head is about this wide: the top of one is the
                                # highest surface within this distance
 HEAD_IN_VIEW_MM = 500         # beyond this from nadir an adult's head is out of
