@@ -55,18 +55,30 @@ def true_class(height):
 
 
 STATURES = st.one_of(st.integers(1000, 1340), st.integers(1470, 1950))
-# derandomize: the same walkers on every run, as the privacy adversary's
-# property tests do, so CI is reproducible. A random search once found a
-# 1.00 m child walking at 1.6 m/s right under the sensor whose few samples
-# inside the stature cone spread 127 mm (the rim of the head and shoulders
-# share the top zone at 1.8 m range): no class. That case is a known
-# limit of STATURE_SPREAD_MM, recorded in docs/accuracy.md ("What is left").
-SETTINGS = dict(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+# Random walkers on every run, over the whole domain each test claims; a
+# failure prints the walker (and hypothesis's seed) to reproduce it. The
+# @example cases are walkers a search once found wrong.
+SETTINGS = dict(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
+# Beside a neighbour, the walkers stay fixed (derandomized) for now: a random
+# search finds a child whose track swaps onto an adult walking 0.4 m beside
+# them and takes the adult's samples (docs/accuracy.md, "What is left").
+SETTINGS_BESIDE = dict(SETTINGS, derandomize=True)
 
 
 @settings(**SETTINGS)
 @given(height=STATURES, speed=st.integers(500, 2000), lateral=st.integers(-300, 300),
        head_down=st.integers(0, 60), phase=st.floats(0, 6.28), seed=st.integers(0, 10 ** 6))
+# a small child walking fast right under the sensor: at 1.8 m range a zone is
+# wider than their head, so the top zone also meets the rim of the head and
+# the shoulders (top samples 968, 945, 841 mm: 127 mm apart, more than a
+# fixed 120 mm bound allowed)
+@example(height=1000, speed=1600, lateral=2, head_down=4, phase=4.925, seed=358045)
+# ...and slowly, a little to the side
+@example(height=1000, speed=500, lateral=186, head_down=0, phase=0.0, seed=0)
+# an adult with a bent head, whose two shoulders (0.3 m apart as measured)
+# came out as two tops once the head was out of view: two people with heads
+# only 0.3 m apart would have made them two
+@example(height=1733, speed=569, lateral=0, head_down=52, phase=1.0, seed=1767)
 def test_someone_alone_under_the_sensor_gets_the_right_class(height, speed, lateral, head_down, phase, seed):
     counts = classes(*case(height, speed, lateral, head_down, phase, None, seed))
     want = [0, 0]
@@ -77,13 +89,20 @@ def test_someone_alone_under_the_sensor_gets_the_right_class(height, speed, late
         assert counts in (want, [0, 0])  # near the edge: right, or no class
 
 
-@settings(**SETTINGS)
+@settings(**SETTINGS_BESIDE)
 @given(height=STATURES, neighbour_h=st.integers(1550, 1950), gap=st.integers(400, 750),
        speed=st.integers(500, 2000), lateral=st.integers(-300, 300), head_down=st.integers(0, 60),
        phase=st.floats(0, 6.28), seed=st.integers(0, 10 ** 6))
 # a short adult whose head passes out of view beside a child: their shoulder,
 # under the sensor, must not make them a child
 @example(height=1000, neighbour_h=1550, gap=400, speed=500, lateral=187, head_down=0, phase=0.0, seed=0)
+# a child whose head an adult's shoulder hid for a second: their track broke
+# in two, and both halves were classified
+@example(height=1000, neighbour_h=1550, gap=402, speed=500, lateral=1, head_down=0, phase=0.0, seed=1)
+# a short adult beside a taller one: their head samples, at the neighbour's
+# shoulder height, were dropped, and their own shoulders taken for a stature
+@example(height=1470, neighbour_h=1707, gap=400, speed=500, lateral=0, head_down=30, phase=0.0, seed=0)
+@example(height=1470, neighbour_h=1681, gap=400, speed=500, lateral=34, head_down=7, phase=4.0, seed=2)
 def test_someone_walking_beside_another_gets_the_right_class_or_none(height, neighbour_h, gap, speed, lateral,
                                                                     head_down, phase, seed):
     counts = classes(*case(height, speed, lateral, head_down, phase, (neighbour_h, gap), seed))
@@ -103,12 +122,16 @@ def rim(mount, height=EDGE_MM):
 
 
 @settings(**SETTINGS)
-@given(height=st.integers(1750, 1950), speed=st.integers(500, 2000), far=st.floats(0, 1), side=st.sampled_from((-1, 1)),
+@given(height=st.integers(1800, 1950), speed=st.integers(500, 2000), far=st.floats(0, 1), side=st.sampled_from((-1, 1)),
        head_down=st.integers(0, 40), phase=st.floats(0, 6.28), seed=st.integers(0, 10 ** 6),
        mount=st.sampled_from((2400, 2800, 3400)))
 def test_someone_clearly_tall_at_the_rim_is_an_adult(height, speed, far, side, head_down, phase, seed, mount):
-    # their head passes out of view (its top is not measured), but the side
-    # of it is seen above 1.45 m: a lower bound of their stature, so an adult
+    # their head passes out of view (its top is not measured); the outermost
+    # rays meet their shoulders (0.82 of their height in the body model),
+    # which from 1.80 m up are above 1.45 m all through the gait's fall: a
+    # lower bound of their stature, so an adult. (At 1.75 m the shoulders
+    # are at 1.435 m and only the gait's rise lifts them over 1.45 m: a
+    # random search found a 1.75 m walker there without a class.)
     lateral = side * int(rim(mount) + 75 + far * 100)
     assert classes(*case(height, speed, lateral, head_down, phase, None, seed, mount)) == [0, 1]
 
@@ -149,7 +172,7 @@ def test_same_classes_under_micropython(micropython):
         neighbour = (rng.randint(1550, 1900), rng.randint(450, 700)) if k % 2 and k < 5 else None
         lateral = rng.randint(-300, 300)
         if k >= 5:              # at the rim: a tall adult (an adult), then a child (no class)
-            height = rng.randint(1750, 1950) if k == 5 else rng.randint(1000, 1340)
+            height = rng.randint(1800, 1950) if k == 5 else rng.randint(1000, 1340)
             lateral = int(rim(2800, EDGE_MM if k == 5 else height) + 100)
         header, frames = case(height, rng.randint(500, 2000), lateral, rng.randint(0, 40),
                               rng.uniform(0, 6.28), neighbour, rng.randint(0, 10 ** 6))
@@ -157,6 +180,12 @@ def test_same_classes_under_micropython(micropython):
                       "lines": [[l["a_mm"], l["b_mm"]] for l in header["lines"]], "mount": header["mount"],
                       "frames": [[f["t_ms"], f["mm"], f["status"]] for f in frames]})
         expected.append((classes(header, frames), height, neighbour, k == 6))
+    # the small child walking fast right under the sensor (the first @example above)
+    header, frames = case(1000, 1600, 2, 4, 4.925, None, 358045)
+    cases.append({"zones": [z["polygon_mm"] for z in header["zones"]],
+                  "lines": [[l["a_mm"], l["b_mm"]] for l in header["lines"]], "mount": header["mount"],
+                  "frames": [[f["t_ms"], f["mm"], f["status"]] for f in frames]})
+    expected.append((classes(header, frames), 1000, None, False))
     out = json.loads(micropython(MPY_SCRIPT % json.dumps(cases)).strip().splitlines()[-1])
     for got, (cpython, height, neighbour, child_at_rim) in zip(out, expected):
         assert got == cpython

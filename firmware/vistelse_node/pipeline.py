@@ -242,15 +242,19 @@ class Pipeline:
                 tr.side[k] = was                  # first seen on the line: from this side
 
     def _came_across(self, tr, line):
-        # First seen just past the line (in the half of its band they walk on
-        # into), at the rim of the ToF's view, where only the low part of a
-        # body is seen and a walker is picked up late: they came from the
-        # line's other side, across it, unseen. Near the point below the
-        # sensor people are seen whole, so one first seen there appeared
-        # there (a door): not credited.
+        # First seen on the line (inside its band, between its ends) at the
+        # rim of the ToF's view, where only the low part of a body is seen
+        # and a walker is picked up late, and now off it on one side: they
+        # crossed it, into that side -- unseen, if first seen already past
+        # it, or in view from the near half of the band, where the band's
+        # hysteresis does not count a crossing. Near the point below the
+        # sensor people are seen whole, so one first seen on the line there
+        # appeared there (a door): not credited.
         r = self.rim_from_mm
-        return (r >= 0 and line.state(tr.x0, tr.y0) == 0 and tr.x0 * tr.x0 + tr.y0 * tr.y0 > r * r
-                and line.side(tr.x0, tr.y0) * line.state(tr.x, tr.y) > 0)
+        if r < 0 or tr.x0 * tr.x0 + tr.y0 * tr.y0 <= r * r:
+            return False
+        along = line.along(tr.x0, tr.y0)
+        return 0 <= along <= line.length and abs(line.side(tr.x0, tr.y0)) <= line.band
 
     def _event(self, tr):
         # a track's first visit or crossing: one person for the release stage's k
@@ -288,7 +292,7 @@ class Pipeline:
         # the edge: an adult (a lower bound says nothing of a child)
         if tr.confirmed and tr.events and self.agg.heights:
             edge = aggregate.HEIGHT_EDGES_MM[1]
-            h = tr.stature()
+            h = tr.stature(self.tof.stature_spread)
             low = tr.lower_bound()
             if low >= edge + CLASS_MARGIN_MM:
                 self.agg.classified(low if low > h else h)

@@ -89,20 +89,26 @@ class Track:
         (one high outlier -- noise, a neighbour for a frame -- does not count)."""
         return self.highs[1] if self.n_highs >= STATURE_SAMPLES else 0.0
 
-    def stature(self):
+    def stature(self, spread):
         """Standing height (mm), or 0 where it was not measured well: fewer
         than STATURE_SAMPLES frames with the head in view, top samples
-        further apart than STATURE_SPREAD_MM (a neighbour's head taken for
-        this one's), or a higher surface of the track seen out of view.
+        further apart than one head of that stature shows (spread(stature),
+        mm: TofDetector.stature_spread) -- a neighbour's head taken for this
+        one's -- or a higher surface of the track seen out of view.
         It is the second highest sample: one high outlier (noise, a
         neighbour for a frame) does not count; the highest frames are those
         in which a ray met the top of the head."""
         tops = self.tops
-        if self.n_tops < STATURE_SAMPLES or tops[0] - tops[2] > STATURE_SPREAD_MM:
+        if self.n_tops < STATURE_SAMPLES:
+            return 0.0
+        # the spread one head shows, judged from the highest sample: if that
+        # is a neighbour's head, the bound is narrower, not wider
+        bound = spread(tops[0])
+        if tops[0] - tops[2] > bound:
             return 0.0
         # A higher part of the person seen elsewhere (the side of a head out
         # of view): what was measured below the sensor was a shoulder.
-        if self.lower_bound() > tops[1] + STATURE_SPREAD_MM:
+        if self.lower_bound() > tops[1] + bound:
             return 0.0
         return tops[1]
 
@@ -120,12 +126,10 @@ def _keep_top3(tops, h):
 
 # How a stature is measured from above (docs/accuracy.md): a head is in view
 # for at least half a second at a brisk walk (7 frames at 15 Hz), so three
-# samples are always there for someone who passed under the sensor; the
-# highest samples of one head differ by the gait's rise and fall (+-20 mm),
-# the ranging noise (+-16 mm at 1.1 m) and where the rays meet the round
-# of the head (up to 40 mm): more than 120 mm apart is two people.
+# samples are always there for someone who passed under the sensor. How far
+# apart the samples of one head can lie depends on the head's range (the
+# detector's stature_spread); further apart is two people.
 STATURE_SAMPLES = 3
-STATURE_SPREAD_MM = 120
 
 
 # The radar keeps reporting someone who stops for several seconds before it

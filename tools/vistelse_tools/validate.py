@@ -31,7 +31,8 @@ PARAMETERS = (
     ("vistelse_node.pipeline", "HIDDEN_BEFORE_MS", (0, 5000, 10000, 20000), "ld2450"),
     ("vistelse_node.track", "TOF.grace_ms", (500, 700, 900), "vl53l5cx"),
     ("vistelse_node.detect.tof", "HEAD_IN_VIEW_MM", (400, 500, 600), "vl53l5cx"),
-    ("vistelse_node.track", "STATURE_SPREAD_MM", (80, 120, 200), "vl53l5cx"),
+    ("vistelse_node.detect.tof", "SPREAD_SIGMAS", (2, 3, 4, 6), "vl53l5cx"),
+    ("vistelse_node.detect.tof", "SEPARATION_MM", (250, 300, 350), "vl53l5cx"),
     ("vistelse_node.pipeline", "CLASS_MARGIN_MM", (0, 50, 100), "vl53l5cx"),
 )
 OBJECTIVE = {"ld2450": ("person_s", "line_in", "line_out", "dwell"),

@@ -26,15 +26,20 @@ NOISE_REL = 0.01
 NOISE_MM = 5
 NOISE_SIGMAS = 6
 SEPARATION_MM = 350           # two heads are at least this far apart: closer peaks
-                               # are one person (head and the side of the body)
+                               # are one person (head and shoulder, or a body's two
+                               # shoulders, 0.3 m apart as measured, when its head is
+                               # out of view)
 HEAD_MM = 200                 # a head is about this wide: the top of one is the
                                # highest surface within this distance
 HEAD_IN_VIEW_MM = 500         # beyond this from nadir an adult's head is out of
                                # view: the rim, where a body is seen from the side
-SHOULDER_LOW = 0.75           # shoulders are at 0.8-0.85 of the standing height:
-                               # a top between this and the neighbour's head may be a shoulder
+SHOULDER = 0.8                # shoulders are at 0.8-0.85 of the standing height
+SHOULDER_LOW = 0.75           # a top between this and a neighbour's head may be their shoulder
 SHOULDER_REACH_MM = 450       # half the shoulder width (0.2-0.25 m) plus the separation
                                # below which two tops are merged (SEPARATION_MM)
+# How far apart the top samples of one head can lie (stature_spread):
+GAIT_MM = 40                   # the gait's rise and fall, +-20 mm
+SPREAD_SIGMAS = 3              # ranging noise, in standard deviations
 ABSORB_MS = 30000              # something that stays put this long becomes floor
 BG_RATE = 1.0 / 64             # slow drift of the floor estimate
 
@@ -53,6 +58,9 @@ class TofDetector:
         tan_ray = math.tan(math.radians(fov_deg / 2.0 - fov_deg / (2.0 * resolution)))
         r_view = (self.h - HEIGHT_EDGES_MM[1]) * tan_ray
         self.view2 = r_view * r_view
+        # a zone's width per mm of range (its angle, fov / resolution; ST:
+        # 8x8 zones over 45 x 45 degrees, 5.6 degrees each)
+        self.zone_per_mm = 2.0 * math.tan(math.radians(fov_deg / (2.0 * resolution)))
         n = resolution * resolution
         self.fx = [0.0] * n
         self.fy = [0.0] * n
@@ -72,7 +80,28 @@ class TofDetector:
         self.label = bytearray(n)
         self._stack = bytearray(n)
         self._px = [0.0] * n
+        self._order = bytearray(n)
+        self._tops = bytearray(n)
         self._py = [0.0] * n
+
+    def stature_spread(self, stature):
+        """How far apart (mm) the three highest top samples of one head of
+        this stature can lie, seen from this mount: the gait's rise and fall,
+        the ranging noise at the head's range, and how far below its top the
+        top zone can meet the head. The zone centres lie a zone's width w
+        apart at that range, so the head's centre is within w / sqrt 2 of the
+        nearest one; on a round head that is below its top by
+        r - sqrt(r^2 - w^2 / 2). Where w / sqrt 2 exceeds the head's radius
+        (a child under a 2.8 m mount: w = 177 mm at 1.8 m range), the top
+        zone can fall beside the head onto the shoulders (on the VL53L5CX a
+        zone that takes in the head and the shoulders, less than 0.6 m apart,
+        reports one merged target between them), down to the shoulders
+        (SHOULDER of the stature)."""
+        rng = self.h - stature
+        w2 = (self.zone_per_mm * rng) ** 2 / 2.0
+        r = HEAD_MM / 2.0
+        below = r - math.sqrt(r * r - w2) if w2 < r * r else (1.0 - SHOULDER) * stature
+        return GAIT_MM + SPREAD_SIGMAS * (NOISE_REL * rng + NOISE_MM) + below
 
     def feed(self, mm, status, t):
         """Detections for one frame: (list of [x, y, height], count)."""
@@ -150,33 +179,43 @@ class TofDetector:
         head2 = HEAD_MM * HEAD_MM
         count = 0
         person_min = self.fg_mm
+        # The tops of heads (or of bodies seen from the side), highest first:
+        # a zone is one unless a higher top of the same region lies within a
+        # head's width of it. Only tops hide a zone, not any higher surface:
+        # an adult's shoulder beside a child's head (itself hidden by the
+        # adult's head) does not hide the child. A shoulder that comes out as
+        # a top is merged into its head below (SEPARATION_MM).
+        order = self._order
+        m = 0
         for i in range(r * r):
             h = hgt[i]
             if h < person_min:
                 continue
+            k = m                     # insertion by height; equal heights keep zone order
+            while k > 0 and hgt[order[k - 1]] < h:
+                order[k] = order[k - 1]
+                k -= 1
+            order[k] = i
+            m += 1
+        tops = self._tops
+        n_tops = 0
+        for oi in range(m):
+            i = order[oi]
+            h = hgt[i]
             row, col = i // r, i % r
             peak = True
-            # the top of a head (or of a body seen from the side): no higher
-            # surface of the same region within a head's width. An adult's
-            # shoulder beside a child's head does not hide the child; the
-            # shoulder itself, if it comes out as a peak, is merged into its
-            # head below (SEPARATION_MM). Ties: lower index wins.
-            for dr in (-3, -2, -1, 0, 1, 2, 3):
-                rr = row + dr
-                if rr < 0 or rr >= r:
-                    continue
-                for dc in (-3, -2, -1, 0, 1, 2, 3):
-                    cc = col + dc
-                    if (dr or dc) and 0 <= cc < r:
-                        j = rr * r + cc
-                        if label[j] == label[i] and (hgt[j] > h or (hgt[j] == h and j < i)):
-                            dx, dy = px[j] - px[i], py[j] - py[i]
-                            if dx * dx + dy * dy < head2:
-                                peak = False
-                                break
-                if not peak:
-                    break
-            if not peak or count >= len(out):
+            for ti in range(n_tops):
+                j = tops[ti]
+                if label[j] == label[i]:
+                    dx, dy = px[j] - px[i], py[j] - py[i]
+                    if dx * dx + dy * dy < head2:
+                        peak = False
+                        break
+            if not peak:
+                continue
+            tops[n_tops] = i
+            n_tops += 1
+            if count >= len(out):
                 continue
             # head position: height-weighted mean of the zones near the top
             sx = sy = sw = 0.0
@@ -199,15 +238,13 @@ class TofDetector:
             # above the edge (a lower bound: an adult); a top below the edge
             # inside the cone is a child's head, not a cut-off body.
             top = h if px[i] * px[i] + py[i] * py[i] < self.view2 else 0.0
-            # peaks come in zone order, not height order: keep the higher of
-            # two that are too close to be two people
+            # tops come highest first: one too close to a higher one to be a
+            # second person is part of that person (their shoulder)
             merged = False
             for k in range(count):
                 o = out[k]
                 if (o[0] - x) ** 2 + (o[1] - y) ** 2 < SEPARATION_MM * SEPARATION_MM:
                     merged = True
-                    if h > o[3]:
-                        o[0], o[1], o[2], o[3] = x, y, top, h
                     break
             if merged:
                 continue
