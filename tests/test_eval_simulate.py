@@ -141,3 +141,44 @@ def test_variations_turn_the_knob_they_name():
     assert inside_ends > len(scene.people) // 4        # people appear or vanish inside the zone
     assert 5 in items["sim_radar_groups"].group_sizes
     assert items["sim_tof_high_mount"].header()["mount"]["height_mm"] == 3400
+
+
+def test_two_walkers_meeting_head_on_step_aside_and_still_cross():
+    # on the same line toward each other: without the rule they walk through each other
+    scene = sim.Scene(20)
+    scene.add(sim.walker((-3000, 2500), (3000, 2500), t0=1.0, speed_mm_s=1200))
+    scene.add(sim.walker((3000, 2500), (-3000, 2500), t0=1.0, speed_mm_s=1300))
+    assert sim.closest_approach_mm(*scene.people) < 1
+    assert scene.keep_apart(centre=(0, 2500), across=(0, 1), half_width_mm=1500) == 0
+    a, b = scene.people
+    assert sim.closest_approach_mm(a, b) >= 2 * sim.BODY_RADIUS_MM
+    # a sidestep only while they meet: both start and end where they were drawn
+    assert a.waypoints[0][1:] == (-3000, 2500) and a.waypoints[-1][1:] == (3000, 2500)
+    assert b.waypoints[0][1:] == (3000, 2500) and b.waypoints[-1][1:] == (-3000, 2500)
+    lines = sim.truth(scene, header())["intervals"][0]["lines"]["gate"]
+    assert lines == {"in": 1, "out": 1}
+
+
+def test_a_child_beside_an_adult_keeps_a_shoulder_distance_and_strangers_keep_theirs():
+    child, adult = sim.group((-3000, 2500), (3000, 2500), t0=1.0, size=2, spacing_mm=300, heights=[1150, 1750])
+    scene = sim.Scene(20).add([child, adult])
+    scene.add(sim.walker((3000, 2300), (-3000, 2300), t0=1.0))        # a stranger right into them
+    assert scene.keep_apart() == 0
+    child, adult, stranger = scene.people
+    # together: the two body radii (a child's in proportion to stature), closer than strangers
+    together = sim.closest_approach_mm(child, adult)
+    assert sim.body_radius_mm(child) + sim.body_radius_mm(adult) <= together < 2 * sim.BODY_RADIUS_MM
+    for person in (child, adult):
+        assert sim.closest_approach_mm(person, stranger) >= sim.body_radius_mm(person) + sim.BODY_RADIUS_MM
+
+
+@pytest.mark.parametrize("name", ["sim_tof_pairs", "sim_radar_groups"])
+def test_simulated_people_keep_their_bodies_apart(name):
+    site = dict(sim.variations())[name]
+    site.minutes = 2
+    scene = site.scene(3)
+    people = scene.people
+    for i, a in enumerate(people):
+        for b in people[i + 1:]:
+            d = sim.closest_approach_mm(a, b)
+            assert d is None or d >= sim.body_radius_mm(a) + sim.body_radius_mm(b) - 1e-6

@@ -42,6 +42,7 @@ class Person:
         self.height_mm = height_mm
         self.head_down_mm = head_down_mm
         self.gait_phase = gait_phase
+        self.group = None       # people walking together share a group id (keep_apart)
 
     def heading(self, t):
         """Unit vector of the direction of travel at t (of the segment), (0, 1) if none."""
@@ -124,6 +125,9 @@ def group(start, end, t0, size=3, spacing_mm=600, speed_mm_s=1200, heights=None)
         h = heights[k] if heights else 1720
         people.append(walker((start[0] + nx * off, start[1] + ny * off), (end[0] + nx * off, end[1] + ny * off),
                              t0, speed_mm_s, h))
+    gid = object()
+    for person in people:
+        person.group = gid
     return people
 
 
@@ -137,6 +141,227 @@ class Scene:
             people = [people]
         self.people.extend(people)
         return self
+
+    def keep_apart(self, centre=(0.0, 0.0), across=(0.0, 1.0), half_width_mm=None):
+        """Make every two people keep their bodies apart (see body_radius_mm).
+
+        People walking together (same `group`) are first spread across their
+        direction of travel until neighbours are at least their two body radii
+        apart. Then, in order of arrival, each group or lone person who would
+        come closer to someone already placed steps aside (the whole way
+        shifted across its direction of travel, the smallest step first, to the
+        right first) or, if no step fits, waits a little longer before coming.
+        The walkable area is the band of half_width_mm across `across`
+        through `centre` (None: unbounded); nobody is moved out of it, or
+        further out than they were drawn. Deterministic. Returns the number
+        of people who could not be kept apart (left as drawn)."""
+        units, by_group = [], {}          # lists of indices into self.people
+        for i, person in enumerate(self.people):
+            if person.group is None:
+                units.append([i])
+            elif id(person.group) not in by_group:
+                by_group[id(person.group)] = [i]
+                units.append(by_group[id(person.group)])
+            else:
+                by_group[id(person.group)].append(i)
+        people = list(self.people)
+        for unit in units:
+            if len(unit) > 1:
+                for i, p in zip(unit, self._spread([people[i] for i in unit])):
+                    people[i] = p
+        units.sort(key=lambda unit: min(people[i].t_start for i in unit))
+        placed, stuck = [], 0
+        for indices in units:
+            unit = [people[i] for i in indices]
+            t_first = min(p.t_start for p in unit)
+            (ax, ay), (bx, by) = unit[0].waypoints[0][1:], unit[0].waypoints[-1][1:]
+            d = math.hypot(bx - ax, by - ay) or 1.0
+            rx, ry = (by - ay) / d, -(bx - ax) / d          # the walker's right
+            window = self._conflicts(unit, placed)
+            done = None if window else unit
+            for k in range(int(MAX_WAIT_S / WAIT_STEP_S) + 1):
+                dt = k * WAIT_STEP_S
+                if done or (k and t_first + dt >= self.duration_s):
+                    break
+                late = [_moved(p, 0.0, 0.0, dt) for p in unit] if dt else unit
+                if dt:
+                    window = self._conflicts(late, placed)
+                    if not window:
+                        done = late
+                        break
+                # a sidestep while meeting the others, else the whole way aside
+                for whole in (False, True):
+                    for j in range(1, int(2 * MAX_SIDESTEP_MM / SIDESTEP_MM) + 1):
+                        side = (j + 1) // 2 * SIDESTEP_MM * (1 if j % 2 else -1)
+                        moved = [_moved(p, rx * side, ry * side, 0.0) if whole else
+                                 _detour(p, rx, ry, side, window[0], window[1]) for p in late]
+                        if self._walkable(unit, moved, centre, across, half_width_mm) and \
+                                all(self._apart(p, placed) for p in moved):
+                            done = moved
+                            break
+                    if done:
+                        break
+            if done is None:
+                stuck += len(unit)
+                done = unit
+            placed.extend(done)
+            for i, p in zip(indices, done):
+                people[i] = p
+        self.people = people
+        return stuck
+
+    @staticmethod
+    def _apart(person, others):
+        r = body_radius_mm(person)
+        for other in others:
+            if other.t_end < person.t_start or other.t_start > person.t_end:
+                continue
+            d = closest_approach_mm(person, other)
+            if d is not None and d < r + body_radius_mm(other):
+                return False
+        return True
+
+    @staticmethod
+    def _conflicts(unit, placed, step_s=0.1):
+        """(first, last) time at which someone of the unit is too close to someone placed, or None."""
+        first = last = None
+        for person in unit:
+            r = body_radius_mm(person)
+            near = [o for o in placed if o.t_end >= person.t_start and o.t_start <= person.t_end]
+            near = [o for o in near if closest_approach_mm(person, o) < r + body_radius_mm(o)]
+            if not near:
+                continue
+            for i in range(int((person.t_end - person.t_start) / step_s) + 2):
+                t = min(person.t_start + i * step_s, person.t_end)
+                p = person.position(t)
+                for o in near:
+                    q = o.position(t)
+                    # a body radius of margin so the sidestep is done before they meet
+                    if q is not None and math.hypot(p[0] - q[0], p[1] - q[1]) < 2 * (r + body_radius_mm(o)):
+                        first = t if first is None else min(first, t)
+                        last = t if last is None else max(last, t)
+        return (first, last) if first is not None else None
+
+    @staticmethod
+    def _walkable(unit, moved, centre, across, half_width_mm):
+        if half_width_mm is None:
+            return True
+        for before, after in zip(unit, moved):
+            for t, x1, y1 in after.waypoints:
+                x0, y0 = before.position(min(max(t, before.t_start), before.t_end))
+                was = abs((x0 - centre[0]) * across[0] + (y0 - centre[1]) * across[1])
+                now = abs((x1 - centre[0]) * across[0] + (y1 - centre[1]) * across[1])
+                if now > max(half_width_mm, was) + 1e-6:
+                    return False
+        return True
+
+    @staticmethod
+    def _spread(unit):
+        """Members of a group moved apart across their way until every two keep their radii."""
+        (ax, ay), (bx, by) = unit[0].waypoints[0][1:], unit[0].waypoints[-1][1:]
+        d = math.hypot(bx - ax, by - ay) or 1.0
+        nx, ny = -(by - ay) / d, (bx - ax) / d
+        members = list(unit)
+        for _ in range(len(members) * len(members)):
+            pushed = False
+            for i, a in enumerate(members):
+                for j in range(i + 1, len(members)):
+                    b = members[j]
+                    need = body_radius_mm(a) + body_radius_mm(b)
+                    gap = closest_approach_mm(a, b)
+                    if gap is None or gap >= need - 1e-6:
+                        continue
+                    # the one further across goes further out, each by half
+                    la = a.waypoints[0][1] * nx + a.waypoints[0][2] * ny
+                    lb = b.waypoints[0][1] * nx + b.waypoints[0][2] * ny
+                    s = (need - gap) / 2.0 + 1.0
+                    s = s if lb >= la else -s
+                    members[i] = a = _moved(a, -nx * s, -ny * s, 0.0)
+                    members[j] = _moved(b, nx * s, ny * s, 0.0)
+                    pushed = True
+            if not pushed:
+                break
+        return members
+
+
+# --- personal space: people do not walk through each other -----------------------
+#
+# A body seen from above is an ellipse about 0.5 m deep and 0.6 m across the
+# shoulders (FHWA-RD-98-107, Recommended Procedures for the "Pedestrians"
+# chapter of the Highway Capacity Manual, 1998, section 2.1: 50 cm x 60 cm,
+# about Fruin's 1971 ellipse of 18 x 24 in). Two people pass or overtake
+# with their shoulders turned at the least, so their centres stay at least
+# one short axis apart: BODY_RADIUS_MM each for an adult, less for a child
+# in proportion to stature. Pedestrians keep that distance by stepping
+# aside or slowing down (the repulsive term of the social force model,
+# Helbing & Molnar 1995, Phys. Rev. E 51, 4282); the simulator does the
+# same once per person instead of force by force: see Scene.keep_apart.
+
+BODY_RADIUS_MM = 250.0
+ADULT_STATURE_MM = 1720.0
+SIDESTEP_MM = 50.0          # sidesteps tried in steps of this ...
+MAX_SIDESTEP_MM = 1000.0    # ... up to this far from the drawn path
+WAIT_STEP_S = 0.25          # then waits of this long ...
+MAX_WAIT_S = 15.0           # ... up to this
+
+
+def body_radius_mm(person):
+    """Half the short axis of the body ellipse: 250 mm for an adult, a child's in proportion to stature."""
+    return BODY_RADIUS_MM * min(1.0, person.height_mm / ADULT_STATURE_MM)
+
+
+def closest_approach_mm(a, b):
+    """The least distance between the centres of two people while both are there
+    (exact: both move along straight segments), or None if never together."""
+    t0, t1 = max(a.t_start, b.t_start), min(a.t_end, b.t_end)
+    if t0 > t1:
+        return None
+    times = sorted({t0, t1} | {w[0] for w in a.waypoints + b.waypoints if t0 < w[0] < t1})
+    best = None
+    for s0, s1 in zip(times, times[1:] or times):
+        pa, pb, qa, qb = a.position(s0), b.position(s0), a.position(s1), b.position(s1)
+        dx0, dy0 = pa[0] - pb[0], pa[1] - pb[1]
+        ex, ey = (qa[0] - qb[0]) - dx0, (qa[1] - qb[1]) - dy0
+        ee = ex * ex + ey * ey
+        f = 0.0 if ee == 0 else max(0.0, min(1.0, -(dx0 * ex + dy0 * ey) / ee))
+        d = math.hypot(dx0 + f * ex, dy0 + f * ey)
+        best = d if best is None else min(best, d)
+    return best
+
+
+SIDESTEP_SPEED_MM_S = 500.0  # how fast someone drifts sideways into and out of a sidestep
+
+
+def _detour(person, rx, ry, side, t_from, t_to):
+    """The person's way with a sidestep of `side` mm to (rx, ry) from t_from to t_to,
+    drifting into and out of it at SIDESTEP_SPEED_MM_S."""
+    ramp = max(0.5, abs(side) / SIDESTEP_SPEED_MM_S)
+    knots = [(t_from - ramp, 0.0), (t_from, side), (t_to, side), (t_to + ramp, 0.0)]
+
+    def offset(t):
+        if t <= knots[0][0] or t >= knots[-1][0]:
+            return 0.0
+        for (t0, o0), (t1, o1) in zip(knots, knots[1:]):
+            if t0 <= t <= t1:
+                return o0 if t1 == t0 else o0 + (o1 - o0) * (t - t0) / (t1 - t0)
+        return 0.0
+    times = sorted({w[0] for w in person.waypoints} |
+                   {k[0] for k in knots if person.t_start < k[0] < person.t_end})
+    way = []
+    for t in times:
+        x, y = person.position(t)
+        o = offset(t)
+        way.append((t, x + rx * o, y + ry * o))
+    moved = Person(way, person.height_mm, person.head_down_mm, person.gait_phase)
+    moved.group = person.group
+    return moved
+
+
+def _moved(person, dx, dy, dt):
+    moved = Person([(t + dt, x + dx, y + dy) for t, x, y in person.waypoints], person.height_mm,
+                   person.head_down_mm, person.gait_phase)
+    moved.group = person.group
+    return moved
 
 
 # --- geometry (as the spec defines it) ----------------------------------------
@@ -544,6 +769,7 @@ def square_site(minutes, seed=0, interval_s=60, mean_gap_s=12.0):
         else:
             scene.add(walker(a, b, t, rng.uniform(1000, 1600), 1200 if child else rng.gauss(1720, 90)))
         t += rng.expovariate(1 / mean_gap_s)
+    scene.keep_apart(centre=(0.0, 3000.0), across=(0.0, 1.0), half_width_mm=1500.0)
     return scene, header
 
 
@@ -563,6 +789,7 @@ def passage_site(minutes, seed=0, interval_s=60, mean_gap_s=8.0):
         h = rng.uniform(1000, 1350) if rng.random() < 0.15 else rng.gauss(1720, 90)
         scene.add(walker(a, b, t, rng.uniform(1000, 1500), h))
         t += rng.expovariate(1 / mean_gap_s)
+    scene.keep_apart(centre=(0.0, 0.0), across=(1.0, 0.0), half_width_mm=500.0)
     return scene, header
 
 
@@ -640,6 +867,7 @@ class Site:
             speed = rng.uniform(*self.speed)
             stay = rng.random() < self.stay_share
             spacing = rng.uniform(450, 750)
+            together = object() if size > 1 else None
             for k in range(size):
                 o = (k - (size - 1) / 2.0) * spacing
                 behind = 0.0 if k < 3 else -700.0            # more than three walk in a second row
@@ -664,8 +892,11 @@ class Site:
                     person = Person(way, h)
                 person.head_down_mm = rng.uniform(0, self.head_down_mm)
                 person.gait_phase = rng.uniform(0, 2 * math.pi)
+                person.group = together
                 scene.add(person)
             t += rng.expovariate(self.arrivals_per_min / 60.0)
+        # the flow's band is the walkable area: people step aside within it
+        scene.keep_apart(centre=(cx, cy), across=(nx, ny), half_width_mm=spread)
         return scene
 
 
