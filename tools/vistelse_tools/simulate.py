@@ -10,7 +10,9 @@ with a situation before installing a sensor.
     frames, truth = simulate(scene, header, seed=1)
 
 People move along straight segments between waypoints (x, y in floor mm, t
-in s) and exist between their first and last waypoint. The ground truth is
+in s) and exist between their first and last waypoint; the sites keep
+their bodies apart (Scene.keep_apart: a sidestep or a short wait where two
+would come closer than their body radii). The ground truth is
 computed from the true positions with the definitions of
 specs/recording-format.md (2 s visit bridging, crossings by segment
 intersection, in = from the right of a->b to its left).
