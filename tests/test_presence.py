@@ -215,11 +215,21 @@ def test_same_presence_accounting_under_micropython(micropython):
                   rim_in_mm=0 if sensor == "ld2450" else RIM_IN_MM * 1000 / speed)
 
 
-def _radar_run(frames_targets, zone=RADAR_ZONE):
-    p = Pipeline("ld2450", zones=[zone], lines=[], min_count=1)
+def _radar_fed(frames_targets, zone=RADAR_ZONE, lines=(), boundaries=()):
+    # a radar pipeline fed frames 100 ms apart and finished, intervals closed
+    # at the given frame indices -> (pipeline, those intervals)
+    p = Pipeline("ld2450", zones=[zone], lines=list(lines), min_count=1)
+    out = []
     for k, targets in enumerate(frames_targets):
+        if k in boundaries:
+            out.append(p.close_interval(100 * k))
         p.feed_ld2450(sim.ld2450_frame(targets), 100 * k)
     p.finish(100 * len(frames_targets))
+    return p, out
+
+
+def _radar_run(frames_targets, zone=RADAR_ZONE):
+    p, _ = _radar_fed(frames_targets, zone)
     return p.agg.person_ms[0]
 
 
@@ -304,13 +314,7 @@ def test_someone_first_seen_while_the_radar_is_full_walked_in_unseen(runtime, re
 
 def _intervals(frames_targets, boundaries, zone=RADAR_ZONE, lines=()):
     # intervals closed at the given frame indices and at the end
-    p = Pipeline("ld2450", zones=[zone], lines=list(lines), min_count=1)
-    out = []
-    for k, targets in enumerate(frames_targets):
-        if k in boundaries:
-            out.append(p.close_interval(100 * k))
-        p.feed_ld2450(sim.ld2450_frame(targets), 100 * k)
-    p.finish(100 * len(frames_targets))
+    p, out = _radar_fed(frames_targets, zone, lines, boundaries)
     out.append(p.close_interval(100 * len(frames_targets)))
     return out
 

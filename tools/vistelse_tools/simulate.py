@@ -176,9 +176,7 @@ class Scene:
         for indices in units:
             unit = [people[i] for i in indices]
             t_first = min(p.t_start for p in unit)
-            (ax, ay), (bx, by) = unit[0].waypoints[0][1:], unit[0].waypoints[-1][1:]
-            d = math.hypot(bx - ax, by - ay) or 1.0
-            rx, ry = (by - ay) / d, -(bx - ax) / d          # the walker's right
+            rx, ry = _right_of(unit[0])
             window = self._conflicts(unit, placed)
             done = None if window else unit
             for k in range(int(MAX_WAIT_S / WAIT_STEP_S) + 1):
@@ -214,14 +212,7 @@ class Scene:
 
     @staticmethod
     def _apart(person, others):
-        r = body_radius_mm(person)
-        for other in others:
-            if other.t_end < person.t_start or other.t_start > person.t_end:
-                continue
-            d = closest_approach_mm(person, other)
-            if d is not None and d < r + body_radius_mm(other):
-                return False
-        return True
+        return not any(_too_close(person, other) for other in others)
 
     @staticmethod
     def _conflicts(unit, placed, step_s=0.1):
@@ -229,8 +220,7 @@ class Scene:
         first = last = None
         for person in unit:
             r = body_radius_mm(person)
-            near = [o for o in placed if o.t_end >= person.t_start and o.t_start <= person.t_end]
-            near = [o for o in near if closest_approach_mm(person, o) < r + body_radius_mm(o)]
+            near = [o for o in placed if _too_close(person, o)]
             if not near:
                 continue
             for i in range(int((person.t_end - person.t_start) / step_s) + 2):
@@ -260,9 +250,8 @@ class Scene:
     @staticmethod
     def _spread(unit):
         """Members of a group moved apart across their way until every two keep their radii."""
-        (ax, ay), (bx, by) = unit[0].waypoints[0][1:], unit[0].waypoints[-1][1:]
-        d = math.hypot(bx - ax, by - ay) or 1.0
-        nx, ny = -(by - ay) / d, (bx - ax) / d
+        rx, ry = _right_of(unit[0])
+        nx, ny = -rx, -ry                                   # their left
         members = list(unit)
         for _ in range(len(members) * len(members)):
             pushed = False
@@ -331,6 +320,20 @@ def closest_approach_mm(a, b):
     return best
 
 
+def _too_close(a, b):
+    """Whether two people, while both are there, come closer than their body radii."""
+    if a.t_end < b.t_start or a.t_start > b.t_end:
+        return False
+    return closest_approach_mm(a, b) < body_radius_mm(a) + body_radius_mm(b)
+
+
+def _right_of(person):
+    """Unit vector to the right of the person's way, first to last waypoint."""
+    (ax, ay), (bx, by) = person.waypoints[0][1:], person.waypoints[-1][1:]
+    d = math.hypot(bx - ax, by - ay) or 1.0
+    return (by - ay) / d, -(bx - ax) / d
+
+
 SIDESTEP_SPEED_MM_S = 500.0  # how fast someone drifts sideways into and out of a sidestep
 
 
@@ -354,14 +357,16 @@ def _detour(person, rx, ry, side, t_from, t_to):
         x, y = person.position(t)
         o = offset(t)
         way.append((t, x + rx * o, y + ry * o))
-    moved = Person(way, person.height_mm, person.head_down_mm, person.gait_phase)
-    moved.group = person.group
-    return moved
+    return _on_way(person, way)
 
 
 def _moved(person, dx, dy, dt):
-    moved = Person([(t + dt, x + dx, y + dy) for t, x, y in person.waypoints], person.height_mm,
-                   person.head_down_mm, person.gait_phase)
+    return _on_way(person, [(t + dt, x + dx, y + dy) for t, x, y in person.waypoints])
+
+
+def _on_way(person, way):
+    """The same person (body, gait, group) on another way."""
+    moved = Person(way, person.height_mm, person.head_down_mm, person.gait_phase)
     moved.group = person.group
     return moved
 

@@ -25,6 +25,7 @@ LEARN_FRAMES = 15              # 1 s at 15 Hz: the floor, before anyone counts
 NOISE_REL = 0.01
 NOISE_MM = 5
 NOISE_SIGMAS = 6
+
 SEPARATION_MM = 350           # two heads are at least this far apart: closer peaks
                                # are one person (head and shoulder, or a body's two
                                # shoulders, 0.3 m apart as measured, when its head is
@@ -44,11 +45,16 @@ ABSORB_MS = 30000              # something that stays put this long becomes floo
 BG_RATE = 1.0 / 64             # slow drift of the floor estimate
 
 
+def ranging_sd(range_mm):
+    """One standard deviation of the ranging noise at this range (mm)."""
+    return NOISE_REL * range_mm + NOISE_MM
+
+
 class TofDetector:
     def __init__(self, height_mm, resolution=8, fov_deg=45.0):
         self.h = float(height_mm)
         # the lowest height above the floor taken as something (and as a person)
-        self.fg_mm = NOISE_SIGMAS * (NOISE_REL * self.h + NOISE_MM)
+        self.fg_mm = NOISE_SIGMAS * ranging_sd(self.h)
         self.r = resolution
         # from where heads go out of view to the edge of the footprint
         self.rim_mm = self.h * math.tan(math.radians(fov_deg / 2.0)) - HEAD_IN_VIEW_MM
@@ -101,7 +107,7 @@ class TofDetector:
         w2 = (self.zone_per_mm * rng) ** 2 / 2.0
         r = HEAD_MM / 2.0
         below = r - math.sqrt(r * r - w2) if w2 < r * r else (1.0 - SHOULDER) * stature
-        return GAIT_MM + SPREAD_SIGMAS * (NOISE_REL * rng + NOISE_MM) + below
+        return GAIT_MM + SPREAD_SIGMAS * ranging_sd(rng) + below
 
     def feed(self, mm, status, t):
         """Detections for one frame: (list of [x, y, height], count)."""

@@ -71,11 +71,6 @@ def _scalar_check(field):
             if type(value) in (int, float) and value == value and abs(value) < limit:
                 return float(value)
             raise _NotPlain()
-    elif cpp == FD.CPPTYPE_BOOL:
-        def check(value):
-            if type(value) is bool:
-                return value
-            raise _NotPlain()
     elif cpp == FD.CPPTYPE_STRING and field.type == FD.TYPE_BYTES:
         def check(value):
             if type(value) is str and _B64.match(value):
@@ -84,9 +79,11 @@ def _scalar_check(field):
                 except (binascii.Error, ValueError):
                     pass
             raise _NotPlain()
-    elif cpp == FD.CPPTYPE_STRING:
+    elif cpp in (FD.CPPTYPE_BOOL, FD.CPPTYPE_STRING):
+        plain = bool if cpp == FD.CPPTYPE_BOOL else str
+
         def check(value):
-            if type(value) is str:
+            if type(value) is plain:
                 return value
             raise _NotPlain()
     elif cpp == FD.CPPTYPE_ENUM:
