@@ -106,7 +106,7 @@ def cpu_seconds(pid):
     return own, sum(cpu_seconds(c)[0] for c in children)
 
 
-def bare_drain(port, messages, receive_maximum):
+def bare_drain(port, messages, receive_maximum, broker_pid):
     # create the persistent session, go offline, let the backlog queue up, then drain
     c, sub = session(port, "bench-bare", receive_maximum)
     sub.wait(10)
@@ -121,14 +121,14 @@ def bare_drain(port, messages, receive_maximum):
         times.append(time.perf_counter())
         if len(times) == n:
             done.set()
-    cpu0 = time.process_time()
+    cpu0, broker0 = time.process_time(), cpu_seconds(broker_pid)[0]
     c, _ = session(port, "bench-bare", receive_maximum, on_message)
     done.wait(600)
-    cpu = time.process_time() - cpu0
+    cpu, broker_cpu = time.process_time() - cpu0, cpu_seconds(broker_pid)[0] - broker0
     c.disconnect()
     c.loop_stop()
     return {"received": len(times), "seconds": times[-1] - times[0], "rate": (len(times) - 1) / (times[-1] - times[0]),
-            "cpu_us": cpu / len(times) * 1e6}
+            "cpu_us": cpu / len(times) * 1e6, "broker_cpu_us": broker_cpu / len(times) * 1e6}
 
 
 class Gateways:
@@ -221,7 +221,7 @@ class Gateways:
         return codes
 
 
-def gateway_drain(port, messages, gws):
+def gateway_drain(port, messages, gws, broker_pid):
     """Backlog: every message waits in the sessions; time first to last committed report."""
     gws.create_sessions()
     before = gws.count()
@@ -238,6 +238,7 @@ def gateway_drain(port, messages, gws):
             t0, c0 = now, c
             # CPU from here on: the same window as the rate (start-up and imports left out)
             cpu0 = [cpu_seconds(p.pid) for p in gws.procs]
+            broker0 = cpu_seconds(broker_pid)[0]
         if c >= n:
             t1 = now
             break
@@ -246,10 +247,11 @@ def gateway_drain(port, messages, gws):
         raise RuntimeError("the gateway stored only %d of %d" % (gws.count(), n))
     # CPU per uplink over the drain (first to last committed report), main processes and their workers
     cpu1 = [cpu_seconds(p.pid) for p in gws.procs]
+    broker_cpu = cpu_seconds(broker_pid)[0] - broker0
     main_cpu = sum(b[0] - a[0] for a, b in zip(cpu0, cpu1))
     worker_cpu = sum(b[1] - a[1] for a, b in zip(cpu0, cpu1))
     return {"seconds": t1 - t0, "rate": (n - c0) / (t1 - t0), "main_cpu_us": main_cpu / (n - c0) * 1e6,
-            "worker_cpu_us": worker_cpu / (n - c0) * 1e6}
+            "worker_cpu_us": worker_cpu / (n - c0) * 1e6, "broker_cpu_us": broker_cpu / (n - c0) * 1e6}
 
 
 def live_latency(port, messages, gws, rate):
@@ -313,9 +315,9 @@ def main():
     broker = Mosquitto().start()
     pg = Postgres().start() if args.store == "postgres" else None
     try:
-        bare = bare_drain(broker.port, [(t, b) for t, b, _ in backlog], args.receive_maximum)
+        bare = bare_drain(broker.port, [(t, b) for t, b, _ in backlog], args.receive_maximum, broker.proc.pid)
         gws = Gateways(broker.port, euis, work, args, pg)
-        gw = gateway_drain(broker.port, [(t, b) for t, b, _ in backlog], gws)
+        gw = gateway_drain(broker.port, [(t, b) for t, b, _ in backlog], gws, broker.proc.pid)
         latency = live_latency(broker.port, live, gws, args.live_rate) if live else None
         codes = gws.stop()
         distinct = gws.count("SELECT count(DISTINCT dev_eui || ':' || seq) FROM reports")
@@ -332,7 +334,9 @@ def main():
         "gateway_uplinks_per_s": round(gw["rate"], 1), "bare_drain_per_s": round(bare["rate"], 1),
         "ratio": round(gw["rate"] / bare["rate"], 3), "latency": latency,
         "cpu_us_per_uplink": {"bare_subscriber": round(bare["cpu_us"], 1), "gateway_main": round(gw["main_cpu_us"], 1),
-                              "gateway_workers": round(gw["worker_cpu_us"], 1)},
+                              "gateway_workers": round(gw["worker_cpu_us"], 1),
+                              "broker_in_bare_drain": round(bare["broker_cpu_us"], 1),
+                              "broker_in_gateway_drain": round(gw["broker_cpu_us"], 1)},
         "loss": len(messages) - distinct, "quarantined": quarantined, "exit_codes": codes,
         "bare_received": bare["received"], "python": platform.python_version(), "cpus": os.cpu_count(),
         "load_1min": round(os.getloadavg()[0], 2),

@@ -71,6 +71,13 @@ def note_stored(book, seq, span):
     if "next" not in book:
         book["next"] = first_expected(seq)
     end = seq + span
+    if seq == book["next"] and not book.get("above"):
+        # the usual case, the next record in order: the loop below in a few steps
+        book["next"] = end
+        book["above"] = []
+        book["unreceipted"] = book.get("unreceipted", 0) + span
+        book["recovered"] = book.get("recovered", 0)
+        return 0
     if end <= book["next"]:
         return 0
     above = book.get("above", [])

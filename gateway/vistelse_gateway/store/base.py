@@ -120,7 +120,9 @@ class Batch(abc.ABC):
     def add_raw(self, row): """Raw uplink (dict) -> id."""
 
     @abc.abstractmethod
-    def add_report(self, row): ...
+    def add_report(self, row):
+        """One stored interval (dict); its data ({"zones", "lines"[, "height_classes"]}) comes
+        as JSON text, `data_json`, written once by the pipeline for either backend."""
 
     @abc.abstractmethod
     def add_event(self, row): ...

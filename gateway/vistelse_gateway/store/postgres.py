@@ -271,7 +271,7 @@ class _PgBatch(Batch):
         self.rows[COPY_REPORT].append(
             (self._next_id("reports_id_seq"), r["dev_eui"], r["seq"], r["seq16"], r["span"], r["interval_s"], r["start_at"], r["end_at"],
              int(r["time_estimated"]), r["received_at"], r.get("uplink_id"), r.get("f_cnt"), r["content_hash"],
-             r.get("config_version"), r.get("data_json") or _dumps(r["data"]), time.time()))
+             r.get("config_version"), r["data_json"], time.time()))
 
     def add_event(self, r):
         self.rows[SQL_EVENT].append((r["at"], r.get("dev_eui"), r["kind"], r.get("source"), json.dumps(r.get("body") or {})))
