@@ -313,15 +313,23 @@ def test_junk_is_kept_once_truncated_and_quarantine_is_bounded(gw, tmp_path):
 @pytest.mark.parametrize("heights", [False, True])
 def test_prepared_report_json_is_the_dicts_json(heights):
     import json
-    from vistelse_gateway.pipeline import prepare, report_data_json
-    body = cs_json(chirpstack_uplink(EUI, frame(report(4, intervals=2, heights=heights), EUI), 9))
+    import vistelse_codec
+    from vistelse_gateway.pipeline import content_hash, prepare, report_data_json
+    payload = frame(report(4, intervals=2, heights=heights), EUI)
+    body = cs_json(chirpstack_uplink(EUI, payload, 9))
     rep = prepare("chirpstack-mqtt", cs_topic(EUI), body)[2]
-    for iv, zones_json in zip(rep["intervals"], rep["zones_json"]):
-        lines = [dict(l, total_in_ext=70000) for l in iv["lines"]]
-        data = {"zones": iv["zones"], "lines": lines}
-        if "height_classes" in iv:
-            data["height_classes"] = iv["height_classes"]
-        assert report_data_json(zones_json, lines, iv) == json.dumps(data, separators=(",", ":"))
+    whole = vistelse_codec.decode_uplink(payload, 1)          # the same report, not digested
+    assert rep["zone_count"] == len(whole["intervals"][0]["zones"])
+    for iv, full in zip(rep["intervals"], whole["intervals"]):
+        assert "zones" not in iv and iv["content_hash"] == content_hash(full, whole["interval_s"])
+        totals = [(70000 + k, 3 * k) for k in range(len(full["lines"]))]
+        lines = [dict(l, total_in_ext=a, total_out_ext=b) for l, (a, b) in zip(full["lines"], totals)]
+        data = {"zones": full["zones"], "lines": lines}
+        if "height_classes" in full:
+            data["height_classes"] = full["height_classes"]
+        assert report_data_json(iv, totals) == json.dumps(data, separators=(",", ":"))
+
+
 # --- receipts ------------------------------------------------------------------
 
 def test_receipt_when_a_gap_appears_and_late_intervals_are_stored_once(gw):

@@ -59,39 +59,40 @@ def prepare(kind, where, body, content_type=""):
         except Exception as exc:  # pragma: no cover - a codec bug
             predecoded = "codec error: %r" % exc
         else:
-            # state-free work on what the frame says, done here (in the worker) rather than in
-            # the store thread; used only once the store thread has checked the tag
-            predecoded["content_hashes"] = [content_hash(iv, predecoded["interval_s"])
-                                            for iv in predecoded["intervals"]]
-            predecoded["zones_json"] = [_json(iv["zones"]) for iv in predecoded["intervals"]]
+            digest(predecoded)
     msg.raw = b""
     return ("ok", msg, predecoded)
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))   # one encoder: json.dumps would build one per call
 _json = _ENCODER.encode
-_LINE_KEYS = ("in", "out", "total_in", "total_out", "total_in_ext", "total_out_ext")
 _LINE_JSON = '{"in":%d,"out":%d,"total_in":%d,"total_out":%d,"total_in_ext":%d,"total_out_ext":%d}'
 
 
-def _lines_json(lines):
-    """json.dumps of the report's lines, written directly when they hold just the integers
-    the codec decodes (the common case), through the encoder otherwise."""
-    parts = []
-    for line in lines:
-        values = tuple(line.values())
-        if tuple(line) != _LINE_KEYS or any(type(v) is not int for v in values):
-            return _json(lines)
-        parts.append(_LINE_JSON % values)
-    return "[" + ",".join(parts) + "]"
+def digest(report):
+    """The state-free work on a decoded report, done once where it was decoded (in an ingest
+    worker) rather than in the store thread; used only once that thread has checked the tag.
+    Each interval gets its `content_hash` and its zones (and height classes) as JSON text,
+    in place of the zones themselves, which the store thread needs only as text; the
+    report keeps how many zones there were (`zone_count`)."""
+    report["zone_count"] = len(report["intervals"][0]["zones"])
+    for iv in report["intervals"]:
+        iv["content_hash"] = content_hash(iv, report["interval_s"])
+        iv["zones_json"] = _json(iv.pop("zones"))
+        iv["height_classes_json"] = _json(iv["height_classes"]) if "height_classes" in iv else None
+    return report
 
 
-def report_data_json(zones_json, lines, interval):
-    """The report's `data` as stored: {"zones", "lines"[, "height_classes"]} with the zones
-    already serialised -> the same text as json.dumps of the whole dict."""
-    text = '{"zones":%s,"lines":%s' % (zones_json, _lines_json(lines))
-    if "height_classes" in interval:
-        text += ',"height_classes":%s' % _json(interval["height_classes"])
+def report_data_json(interval, totals_ext):
+    """A digested interval's `data` as stored, {"zones", "lines"[, "height_classes"]}, with the
+    lines' extended totals [(in, out), ...] -> the same text as json.dumps of that dict
+    (tests/test_gateway_pipeline.py checks), written without building the dict: the codec's
+    lines hold exactly these integers."""
+    lines = ",".join([_LINE_JSON % (line["in"], line["out"], line["total_in"], line["total_out"], ext_in, ext_out)
+                      for line, (ext_in, ext_out) in zip(interval["lines"], totals_ext)])
+    text = '{"zones":%s,"lines":[%s]' % (interval["zones_json"], lines)
+    if interval["height_classes_json"] is not None:
+        text += ',"height_classes":%s' % interval["height_classes_json"]
     return text + "}"
 
 
@@ -501,14 +502,15 @@ class Pipeline:
             offset += iv["span"]
         # nothing at or after the newest stored interval can be stored yet
         stored = batch.stored_intervals(eui, ext) if hi is not None and ext[0] <= hi else {}
-        hashes = report.get("content_hashes") or [content_hash(iv, interval_s) for iv in report["intervals"]]
+        if "zone_count" not in report:       # decoded here, not by prepare()
+            digest(report)
         new = []
-        for seq, iv, h in zip(ext, report["intervals"], hashes):
+        for i, (seq, iv) in enumerate(zip(ext, report["intervals"])):
             if seq in stored:
-                if stored[seq][0] != h:
+                if stored[seq][0] != iv["content_hash"]:
                     raise Rejected("replay", "seq %d (%d) is already stored with other content" % (iv["seq"], seq))
             else:
-                new.append((seq, iv, h))
+                new.append((i, seq, iv))
         warnings = []
         last_fcnt = state.get("last_fcnt")
         regressed = last_fcnt is not None and msg.f_cnt < last_fcnt and not state.get("joined_since_uplink")
@@ -532,23 +534,19 @@ class Pipeline:
             ref_totals = [v for l in last_lines for v in (l["total_in"], l["total_out"])]
 
         ends = self._end_times(batch, eui, report, ext, received)
-        for (seq, iv, h) in new:
-            i = ext.index(seq)
+        for (i, seq, iv) in new:
             end_at, estimated = ends[i]
-            lines = []
-            for k, line in enumerate(iv["lines"]):
-                lines.append(dict(line, total_in_ext=verify.extend(ref_totals[2 * k], line["total_in"]),
-                                  total_out_ext=verify.extend(ref_totals[2 * k + 1], line["total_out"])))
-            zones_json = report["zones_json"][i] if "zones_json" in report else _json(iv["zones"])
+            totals_ext = [(verify.extend(ref_totals[2 * k], line["total_in"]),
+                           verify.extend(ref_totals[2 * k + 1], line["total_out"])) for k, line in enumerate(iv["lines"])]
             batch.add_report({
                 "dev_eui": eui, "seq": seq, "seq16": iv["seq"], "span": iv["span"], "interval_s": interval_s,
                 "start_at": end_at - iv["duration_s"], "end_at": end_at, "time_estimated": estimated,
-                "received_at": received, "uplink_id": uplink_id, "f_cnt": msg.f_cnt, "content_hash": h,
+                "received_at": received, "uplink_id": uplink_id, "f_cnt": msg.f_cnt, "content_hash": iv["content_hash"],
                 "config_version": report["status"]["config_version"],
-                "data_json": report_data_json(zones_json, lines, iv)})
+                "data_json": report_data_json(iv, totals_ext)})
         book = state.setdefault("receipts", {})
         recovered = 0
-        for (seq, iv, h) in new:
+        for (i, seq, iv) in new:
             recovered += receipts.note_stored(book, seq, iv["span"])
         receipt = None
         if self.receipt_policy is not None:
@@ -570,7 +568,7 @@ class Pipeline:
             "battery_mv": st["battery_mv"],
             "health": st["health"], "config_version": st["config_version"], "reset_cause": st["reset_cause"],
             "interval_s": interval_s, "rssi": msg.rssi, "snr": msg.snr, "dr": msg.dr, "source": msg.source,
-            "uplinks": state.get("uplinks", 0) + 1, "zones": len(report["intervals"][0]["zones"]),
+            "uplinks": state.get("uplinks", 0) + 1, "zones": report["zone_count"],
             "lines": n_lines, "age_unknown": report["age_s"] is None,
             "height_classes": "height_classes" in report["intervals"][0],
         })
