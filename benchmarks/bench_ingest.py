@@ -38,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from vistelse_gateway.config import MQTT_CLIENT
+from vistelse_gateway.config import MQTT_CLIENT, SCHEMA
 from vistelse_gateway.store import open_store
 from vistelse_gateway.store.sqlite import SqliteStore
 from vistelse_gateway.testing import (APP_ID, KEY, Mosquitto, Postgres, chirpstack_uplink, cs_json, cs_topic, frame,
@@ -294,7 +294,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--devices", type=int, default=200)
-    ap.add_argument("--batch-max", type=int, default=500)
+    ap.add_argument("--batch-max", type=int, default=SCHEMA["properties"]["ingest"]["properties"]["batch_max"]["default"],
+                    help="[ingest] batch_max (default: the gateway's)")
     ap.add_argument("--workers", type=int, default=1, help="[ingest] workers (parse/decode processes)")
     ap.add_argument("--protobuf", action="store_true", help="protobuf marshaling instead of JSON")
     ap.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 
+from vistelse_gateway.config import SCHEMA
 from vistelse_gateway.metrics import Metrics
 from vistelse_gateway.pipeline import Item, Pipeline, prepare
 from vistelse_gateway.store import open_store
@@ -30,7 +31,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--devices", type=int, default=200)
-    ap.add_argument("--batch-max", type=int, default=500)
+    ap.add_argument("--batch-max", type=int, default=SCHEMA["properties"]["ingest"]["properties"]["batch_max"]["default"],
+                    help="[ingest] batch_max (default: the gateway's)")
     ap.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()

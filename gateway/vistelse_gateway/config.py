@@ -76,7 +76,7 @@ MQTT_CLIENT = {      # mqttutil.make_client / connect_properties
     "max_inflight": integer(1, 65535, 1000), "session_expiry_s": integer(0, 2 ** 32 - 1, 7 * 24 * 3600),
     # MQTT v5 in-flight window: at least a few times [ingest] batch_max, so the broker keeps sending while
     # one batch commits and the next is decoded (docs/performance.md)
-    "receive_maximum": integer(1, 65535, 4000),
+    "receive_maximum": integer(1, 65535, 8000),
 }
 SOURCE = dict(MQTT_CLIENT, **{
     "type": one_of(SOURCE_TYPES), "name": string(minLength=1), "qos": one_of((0, 1, 2), 1),
@@ -128,7 +128,7 @@ SCHEMA = section({
         "quarantine_days": number(1, 3650, 30), "quarantine_max_bytes": integer(1 << 20, 1 << 40, 64 << 20),
     }),
     "ingest": section({
-        "batch_max": integer(1, 10000, 500), "replay_window": integer(1, 32767, 4096),
+        "batch_max": integer(1, 10000, 2000), "replay_window": integer(1, 32767, 4096),
         "keep_raw_body": boolean(True), "quarantine_body_max_bytes": integer(1024, 16 << 20, 64 * 1024),
         "workers": {"oneOf": [{"const": "auto"}, integer(0, 16)], "default": "auto"},
     }),

@@ -215,7 +215,7 @@ def content_hash(interval, interval_s):
 
 
 class Pipeline:
-    def __init__(self, store, metrics, *, batch_max=500, replay_window=4096, queue_max=20000,
+    def __init__(self, store, metrics, *, batch_max=2000, replay_window=4096, queue_max=20000,
                  keep_raw_body=True, on_commit=None, workers=0, quarantine_body_max=64 * 1024,
                  receipt_policy=None, on_receipt=None):
         self.store = store
