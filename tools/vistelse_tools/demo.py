@@ -278,6 +278,21 @@ via = "chirpstack-mqtt"
     return path
 
 
+def end_time(text):
+    """--end: an ISO 8601 time with its offset, not in the future (the status page
+    judges a node's data against the gateway's clock)."""
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an ISO 8601 time: %r" % text)
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError("give the offset too, e.g. %s+01:00 or %sZ" % (text, text))
+    epoch = when.timestamp()
+    if epoch > time.time():
+        raise argparse.ArgumentTypeError("%s lies in the future" % text)
+    return epoch
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="vistelse demo", description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=120, help="simulated minutes (default 120)")
@@ -288,6 +303,10 @@ def main(argv=None):
                    help="share of uplinks the simulated radio loses (default 0.05); receipts recover them")
     p.add_argument("--screenshot", metavar="PNG",
                    help="at the end, save the dashboard as seen by headless Chromium (if installed)")
+    p.add_argument("--end", type=end_time, metavar="ISO8601",
+                   help="when the simulated run ends, e.g. 2026-06-03T12:30+02:00 (default now). "
+                        "The simulated places are busy by the hour of the day: 12-13 and 17-18 are "
+                        "the busiest, nights so quiet that a node holds its intervals until k people")
     p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
                    help="MQTT broker: mosquitto if installed, else amqtt in this process (default auto)")
     p.add_argument("--port", type=int, default=8080, help="the gateway's web port (default 8080; 0 = any free)")
@@ -343,7 +362,7 @@ class Demo:
         self.netserver = NetworkServer("127.0.0.1", self.broker.port, APPLICATION_ID, TENANT_ID)
         self.parts.append(self.netserver.close)
 
-        end = time.time()
+        end = self.args.end if getattr(self.args, "end", None) is not None else time.time()
         duration_s = self.args.minutes * 60
         self.clock = SimClock(end - duration_s, self.args.speed, end)
         self.end_sim = end
