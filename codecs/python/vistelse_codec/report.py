@@ -30,11 +30,20 @@ def encode_uplink(report, *, dev_eui, key):
     return seal(_to_wire(report), _from_wire, dev_eui, FPORT_REPORT, key)
 
 
-def _counts(value, name, sizes):
+def _uint(value, lo, hi, name, *parts):
+    """wire.uint for the checks repeated per item: the name (name % parts) is
+    only formatted when the value is refused. A gateway decodes thousands of
+    reports a second, and formatting every item's name cost more than checking it."""
+    if type(value) is not int or value < lo or value > hi:
+        uint(value, name % parts if parts else name, lo, hi)
+    return value
+
+
+def _counts(value, sizes, name, *parts):
     if type(value) is not list or len(value) not in sizes:
-        raise PayloadError("%s must have %s counts" % (name, " or ".join(str(n) for n in sizes)))
+        raise PayloadError("%s must have %s counts" % (name % parts, " or ".join(str(n) for n in sizes)))
     for k, count in enumerate(value):
-        uint(count, "%s[%d]" % (name, k), 0, U16)
+        _uint(count, 0, U16, "%s[%d]", name % parts, k)
     return value
 
 
@@ -52,7 +61,7 @@ def _from_wire(wire):
     if len(totals) % 2:
         raise PayloadError("totals must have 2 counts (in, out) per line")
     for k, total in enumerate(totals):
-        uint(total, "totals[%d]" % k, 0, U16)
+        _uint(total, 0, U16, "totals[%d]", k)
     n_lines = len(totals) // 2
     records = array(wire[5], "intervals", 1)
     n = len(records)
@@ -66,11 +75,11 @@ def _from_wire(wire):
         if _EXT_SPANS in ext:
             spans = array(ext[_EXT_SPANS], "spans (ext 0)", n, n)
             for i, span in enumerate(spans):
-                uint(span, "intervals[%d].span" % i, 1, U16)
+                _uint(span, 1, U16, "intervals[%d].span", i)
         if _EXT_HEIGHTS in ext:
             heights = array(ext[_EXT_HEIGHTS], "height classes (ext 1)", n, n)
             for i, counts in enumerate(heights):
-                _counts(counts, "intervals[%d].height_classes" % i, (0, _HEIGHT_BINS))
+                _counts(counts, (0, _HEIGHT_BINS), "intervals[%d].height_classes", i)
 
     time_lost = bool(health & (1 << TIME_LOST_BIT))
     if time_lost and age_s:
@@ -79,33 +88,35 @@ def _from_wire(wire):
     intervals = []
     n_zones = None
     for i, record in enumerate(records):
-        name = "intervals[%d]" % i
-        array(record, name, 2, 2)
-        zones = array(record[0], name + ".zones", 0, MAX_ZONES)
+        if type(record) is not list or len(record) != 2:
+            array(record, "intervals[%d]" % i, 2, 2)
+        zones = record[0]
+        if type(zones) is not list or len(zones) > MAX_ZONES:
+            array(zones, "intervals[%d].zones" % i, 0, MAX_ZONES)
         if n_zones is None:
             n_zones = len(zones)
         elif len(zones) != n_zones:
-            raise PayloadError("%s has %d zones but intervals[0] has %d" % (name, len(zones), n_zones))
+            raise PayloadError("intervals[%d] has %d zones but intervals[0] has %d" % (i, len(zones), n_zones))
         lines = record[1]
         if type(lines) is not list or len(lines) != 2 * n_lines:
-            raise PayloadError("%s.lines must have 2 counts (in, out) for each of the %d lines in totals"
-                               % (name, n_lines))
+            raise PayloadError("intervals[%d].lines must have 2 counts (in, out) for each of the %d lines "
+                               "in totals" % (i, n_lines))
         out_zones = []
         for j, zone in enumerate(zones):
-            zname = "%s.zones[%d]" % (name, j)
-            array(zone, zname, 4, 4)
-            dwell = _counts(zone[3], zname + ".dwell_hist", (0, _DWELL_BINS))
+            if type(zone) is not list or len(zone) != 4:
+                array(zone, "intervals[%d].zones[%d]" % (i, j), 4, 4)
+            dwell = _counts(zone[3], (0, _DWELL_BINS), "intervals[%d].zones[%d].dwell_hist", i, j)
             out_zones.append({
-                "visits": uint(zone[0], zname + ".visits", 0, U16),
-                "person_s": uint(zone[1], zname + ".person_s", 0, U32),
-                "max_occupancy": uint(zone[2], zname + ".max_occupancy", 0, 255),
+                "visits": _uint(zone[0], 0, U16, "intervals[%d].zones[%d].visits", i, j),
+                "person_s": _uint(zone[1], 0, U32, "intervals[%d].zones[%d].person_s", i, j),
+                "max_occupancy": _uint(zone[2], 0, 255, "intervals[%d].zones[%d].max_occupancy", i, j),
                 "dwell_hist": {"edges_s": list(DWELL_EDGES_S), "counts": list(dwell)} if dwell else None,
             })
         out_lines = []
         for k in range(n_lines):
             out_lines.append({
-                "in": uint(lines[2 * k], "%s.lines[%d].in" % (name, k), 0, U16),
-                "out": uint(lines[2 * k + 1], "%s.lines[%d].out" % (name, k), 0, U16),
+                "in": _uint(lines[2 * k], 0, U16, "intervals[%d].lines[%d].in", i, k),
+                "out": _uint(lines[2 * k + 1], 0, U16, "intervals[%d].lines[%d].out", i, k),
             })
         interval = {"span": spans[i], "duration_s": spans[i] * interval_s,
                     "zones": out_zones, "lines": out_lines}
