@@ -340,3 +340,51 @@ def test_fast_cbor_path_keeps_the_depth_and_integer_limits():
         message = cbor2.dumps(value, canonical=True)
         assert _outcome(wire.loads, message) == _outcome(wire._loads_checked, message), value
     assert _outcome(wire.loads, cbor2.dumps([[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]))[1] == "CBOR nested too deeply"
+
+
+def _two_by_two_report_wire():
+    """A report's wire form with two intervals of two zones and one line; it decodes."""
+    from vistelse_codec import report
+    hist = [4, 2, 1, 1] + [0] * (report._DWELL_BINS - 4)
+    wire = [7, 300, 0, [3300, 0, 1, 1], [9, 7],
+            [[[[8, 700, 3, hist], [2, 50, 1, []]], [5, 3]],
+             [[[3, 120, 2, []], [1, 30, 1, list(hist)]], [4, 4]]]]
+    report._from_wire(wire)
+    return wire
+
+
+@pytest.mark.parametrize("path, bad, reason", [
+    ((4, 1), -1, "totals[1] must be an integer from 0 to 65535"),
+    ((5, 1, 0, 0, 1), 1 << 32, "intervals[1].zones[0].person_s must be an integer from 0 to 4294967295"),
+    ((5, 0, 0, 1, 0), "3", "intervals[0].zones[1].visits must be an integer from 0 to 65535"),
+    ((5, 0, 0, 1, 2), 256, "intervals[0].zones[1].max_occupancy must be an integer from 0 to 255"),
+    ((5, 1, 0, 1, 3, 2), -4, "intervals[1].zones[1].dwell_hist[2] must be an integer from 0 to 65535"),
+    ((5, 1, 1, 1), 1.0, "intervals[1].lines[0].out must be an integer from 0 to 65535"),
+    ((5, 1, 0, 1), [1, 2], "intervals[1].zones[1] must be an array of 4 items"),
+    ((5, 1), [[]], "intervals[1] must be an array of 2 items"),
+])
+def test_each_item_is_named_when_refused(path, bad, reason):
+    """The decoder formats an item's name only when it refuses the item (a gateway
+    decodes thousands of reports a second): the name must still be the exact item."""
+    from vistelse_codec import report
+    wire = _two_by_two_report_wire()
+    target = wire
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = bad
+    with pytest.raises(vc.PayloadError) as exc:
+        report._from_wire(wire)
+    assert exc.value.reason == reason
+
+
+def test_span_and_height_class_items_are_named_when_refused():
+    from vistelse_codec import report
+    wire = _two_by_two_report_wire()
+    bins = report._HEIGHT_BINS
+    for ext, reason in (({0: [1, 0]}, "intervals[1].span must be an integer from 1 to 65535"),
+                        ({1: [[], [1, 2, 3]]}, "intervals[1].height_classes must have 0 or %d counts" % bins),
+                        ({1: [[0] * (bins - 1) + [-1], []]},
+                         "intervals[0].height_classes[%d] must be an integer from 0 to 65535" % (bins - 1))):
+        with pytest.raises(vc.PayloadError) as exc:
+            report._from_wire(wire + [ext])
+        assert exc.value.reason == reason
