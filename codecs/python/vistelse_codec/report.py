@@ -30,20 +30,12 @@ def encode_uplink(report, *, dev_eui, key):
     return seal(_to_wire(report), _from_wire, dev_eui, FPORT_REPORT, key)
 
 
-def _uint(value, lo, hi, name, *parts):
-    """wire.uint for the checks repeated per item: the name (name % parts) is
-    only formatted when the value is refused. A gateway decodes thousands of
-    reports a second, and formatting every item's name cost more than checking it."""
-    if type(value) is not int or value < lo or value > hi:
-        uint(value, name % parts if parts else name, lo, hi)
-    return value
-
-
 def _counts(value, sizes, name, *parts):
     if type(value) is not list or len(value) not in sizes:
         raise PayloadError("%s must have %s counts" % (name % parts, " or ".join(str(n) for n in sizes)))
+    item = name + "[%d]"
     for k, count in enumerate(value):
-        _uint(count, 0, U16, "%s[%d]", name % parts, k)
+        uint(count, item, 0, U16, *parts, k)
     return value
 
 
@@ -61,7 +53,7 @@ def _from_wire(wire):
     if len(totals) % 2:
         raise PayloadError("totals must have 2 counts (in, out) per line")
     for k, total in enumerate(totals):
-        _uint(total, 0, U16, "totals[%d]", k)
+        uint(total, "totals[%d]", 0, U16, k)
     n_lines = len(totals) // 2
     records = array(wire[5], "intervals", 1)
     n = len(records)
@@ -75,7 +67,7 @@ def _from_wire(wire):
         if _EXT_SPANS in ext:
             spans = array(ext[_EXT_SPANS], "spans (ext 0)", n, n)
             for i, span in enumerate(spans):
-                _uint(span, 1, U16, "intervals[%d].span", i)
+                uint(span, "intervals[%d].span", 1, U16, i)
         if _EXT_HEIGHTS in ext:
             heights = array(ext[_EXT_HEIGHTS], "height classes (ext 1)", n, n)
             for i, counts in enumerate(heights):
@@ -88,11 +80,8 @@ def _from_wire(wire):
     intervals = []
     n_zones = None
     for i, record in enumerate(records):
-        if type(record) is not list or len(record) != 2:
-            array(record, "intervals[%d]" % i, 2, 2)
-        zones = record[0]
-        if type(zones) is not list or len(zones) > MAX_ZONES:
-            array(zones, "intervals[%d].zones" % i, 0, MAX_ZONES)
+        array(record, "intervals[%d]", 2, 2, i)
+        zones = array(record[0], "intervals[%d].zones", 0, MAX_ZONES, i)
         if n_zones is None:
             n_zones = len(zones)
         elif len(zones) != n_zones:
@@ -103,20 +92,19 @@ def _from_wire(wire):
                                "in totals" % (i, n_lines))
         out_zones = []
         for j, zone in enumerate(zones):
-            if type(zone) is not list or len(zone) != 4:
-                array(zone, "intervals[%d].zones[%d]" % (i, j), 4, 4)
+            array(zone, "intervals[%d].zones[%d]", 4, 4, i, j)
             dwell = _counts(zone[3], (0, _DWELL_BINS), "intervals[%d].zones[%d].dwell_hist", i, j)
             out_zones.append({
-                "visits": _uint(zone[0], 0, U16, "intervals[%d].zones[%d].visits", i, j),
-                "person_s": _uint(zone[1], 0, U32, "intervals[%d].zones[%d].person_s", i, j),
-                "max_occupancy": _uint(zone[2], 0, 255, "intervals[%d].zones[%d].max_occupancy", i, j),
+                "visits": uint(zone[0], "intervals[%d].zones[%d].visits", 0, U16, i, j),
+                "person_s": uint(zone[1], "intervals[%d].zones[%d].person_s", 0, U32, i, j),
+                "max_occupancy": uint(zone[2], "intervals[%d].zones[%d].max_occupancy", 0, 255, i, j),
                 "dwell_hist": {"edges_s": list(DWELL_EDGES_S), "counts": list(dwell)} if dwell else None,
             })
         out_lines = []
         for k in range(n_lines):
             out_lines.append({
-                "in": _uint(lines[2 * k], 0, U16, "intervals[%d].lines[%d].in", i, k),
-                "out": _uint(lines[2 * k + 1], 0, U16, "intervals[%d].lines[%d].out", i, k),
+                "in": uint(lines[2 * k], "intervals[%d].lines[%d].in", 0, U16, i, k),
+                "out": uint(lines[2 * k + 1], "intervals[%d].lines[%d].out", 0, U16, i, k),
             })
         interval = {"span": spans[i], "duration_s": spans[i] * interval_s,
                     "zones": out_zones, "lines": out_lines}

@@ -179,14 +179,19 @@ def seal(wire, from_wire, dev_eui, fport, key):
     return frame
 
 
-def uint(value, name, lo, hi):
+# uint and array name what they refuse: name, or name % parts when parts are
+# given. The name is only formatted on refusal: a report checks each of its
+# counts, and formatting every count's path cost more than checking it.
+def uint(value, name, lo, hi, *parts):
     if type(value) is not int or value < lo or value > hi:
-        raise PayloadError("%s must be an integer from %d to %d" % (name, lo, hi))
+        raise PayloadError("%s must be an integer from %d to %d" % (name % parts if parts else name, lo, hi))
     return value
 
 
-def array(value, name, lo=0, hi=None):
+def array(value, name, lo=0, hi=None, *parts):
     if type(value) is not list or len(value) < lo or (hi is not None and len(value) > hi):
+        if parts:
+            name = name % parts
         if hi is None:
             raise PayloadError("%s must be an array of at least %d items" % (name, lo))
         if lo == hi:
